@@ -3,11 +3,15 @@
 // validated device, dtype, shape and contiguity. `device` is -1 for host
 // memory, else the CUDA device index; `stream` is the caller's cudaStream_t.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <array>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
+#include "common/chacha20.h"
+#include "common/philox.h"
 #include "kernels.h"
 
 namespace py = pybind11;
@@ -71,7 +75,7 @@ AdamConst adam_const(double lr, double beta1, double beta2, double eps, int64_t 
 void keystream_bytes(int device, uintptr_t stream, uintptr_t key, uintptr_t nonces, uintptr_t out, int64_t batch,
                      int64_t nbytes, uint32_t counter) {
   RIC_DISPATCH(device,
-               ric::keystream_bytes_cpu(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<uint8_t>(out), batch,
+               ric::cpu::keystream_bytes(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<uint8_t>(out), batch,
                                         nbytes, counter),
                ric::keystream_bytes_cuda(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<uint8_t>(out), batch,
                                          nbytes, counter, ptr<void>(stream)));
@@ -80,7 +84,7 @@ void keystream_bytes(int device, uintptr_t stream, uintptr_t key, uintptr_t nonc
 void keyed_uniform(int device, uintptr_t stream, uintptr_t key, uintptr_t nonces, uintptr_t out, int64_t batch,
                    int64_t n, uint32_t counter, bool tanh_space) {
   RIC_DISPATCH(device,
-               ric::keyed_uniform_cpu(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<float>(out), batch, n,
+               ric::cpu::keyed_uniform(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<float>(out), batch, n,
                                       counter, tanh_space),
                ric::keyed_uniform_cuda(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<float>(out), batch, n,
                                        counter, tanh_space, ptr<void>(stream)));
@@ -91,7 +95,7 @@ void mask_t(int device, uintptr_t stream, uintptr_t e, uintptr_t z, uintptr_t ou
             uintptr_t seed) {
   const auto k = mask_const<T>(lam);
   RIC_DISPATCH(device,
-               ric::mask_cpu<T>(ptr<const T>(e), ptr<const T>(z), ptr<T>(out), n, k, mode, ptr<const int64_t>(seed)),
+               ric::cpu::mask<T>(ptr<const T>(e), ptr<const T>(z), ptr<T>(out), n, k, mode, ptr<const int64_t>(seed)),
                ric::mask_cuda<T>(ptr<const T>(e), ptr<const T>(z), ptr<T>(out), n, k, mode, ptr<const int64_t>(seed),
                                  ptr<void>(stream)));
 }
@@ -99,7 +103,7 @@ void mask_t(int device, uintptr_t stream, uintptr_t e, uintptr_t z, uintptr_t ou
 template <typename T>
 void mask_u8_t(int device, uintptr_t stream, uintptr_t e, uintptr_t z, uintptr_t out, int64_t n, double lam) {
   const auto k = mask_const<T>(lam);
-  RIC_DISPATCH(device, ric::mask_u8_cpu<T>(ptr<const T>(e), ptr<const T>(z), ptr<uint8_t>(out), n, k),
+  RIC_DISPATCH(device, ric::cpu::mask_u8<T>(ptr<const T>(e), ptr<const T>(z), ptr<uint8_t>(out), n, k),
                ric::mask_u8_cuda<T>(ptr<const T>(e), ptr<const T>(z), ptr<uint8_t>(out), n, k, ptr<void>(stream)));
 }
 
@@ -108,7 +112,7 @@ void mask_backward_t(int device, uintptr_t stream, uintptr_t grad, uintptr_t e, 
                      uintptr_t gz, int64_t n, double lam, int mode, uintptr_t seed) {
   const auto k = mask_const<T>(lam);
   RIC_DISPATCH(device,
-               ric::mask_backward_cpu<T>(ptr<const T>(grad), ptr<const T>(e), ptr<const T>(z), ptr<T>(ge), ptr<T>(gz), n,
+               ric::cpu::mask_backward<T>(ptr<const T>(grad), ptr<const T>(e), ptr<const T>(z), ptr<T>(ge), ptr<T>(gz), n,
                                          k, mode, ptr<const int64_t>(seed)),
                ric::mask_backward_cuda<T>(ptr<const T>(grad), ptr<const T>(e), ptr<const T>(z), ptr<T>(ge), ptr<T>(gz),
                                           n, k, mode, ptr<const int64_t>(seed), ptr<void>(stream)));
@@ -119,11 +123,11 @@ void unmask_t(int device, uintptr_t stream, uintptr_t c, bool c_is_u8, uintptr_t
               double lam) {
   const T b = T(lam), inv = T(1.0 / (1.0 - lam));
   if (c_is_u8) {
-    RIC_DISPATCH(device, ric::unmask_u8_cpu<T>(ptr<const uint8_t>(c), ptr<const T>(z), ptr<T>(out), n, b, inv),
+    RIC_DISPATCH(device, ric::cpu::unmask_u8<T>(ptr<const uint8_t>(c), ptr<const T>(z), ptr<T>(out), n, b, inv),
                  ric::unmask_u8_cuda<T>(ptr<const uint8_t>(c), ptr<const T>(z), ptr<T>(out), n, b, inv,
                                         ptr<void>(stream)));
   } else {
-    RIC_DISPATCH(device, ric::unmask_cpu<T>(ptr<const T>(c), ptr<const T>(z), ptr<T>(out), n, b, inv),
+    RIC_DISPATCH(device, ric::cpu::unmask<T>(ptr<const T>(c), ptr<const T>(z), ptr<T>(out), n, b, inv),
                  ric::unmask_cuda<T>(ptr<const T>(c), ptr<const T>(z), ptr<T>(out), n, b, inv, ptr<void>(stream)));
   }
 }
@@ -132,7 +136,7 @@ template <typename T>
 void cw_margin_t(int device, uintptr_t stream, uintptr_t logits, uintptr_t labels, uintptr_t out, int64_t rows,
                  int64_t K, double kappa, bool targeted) {
   RIC_DISPATCH(device,
-               ric::cw_margin_cpu<T>(ptr<const T>(logits), ptr<const int64_t>(labels), ptr<T>(out), rows, K, T(kappa),
+               ric::cpu::cw_margin<T>(ptr<const T>(logits), ptr<const int64_t>(labels), ptr<T>(out), rows, K, T(kappa),
                                      targeted),
                ric::cw_margin_cuda<T>(ptr<const T>(logits), ptr<const int64_t>(labels), ptr<T>(out), rows, K, T(kappa),
                                       targeted, ptr<void>(stream)));
@@ -142,7 +146,7 @@ template <typename T>
 void cw_margin_backward_t(int device, uintptr_t stream, uintptr_t grad, uintptr_t logits, uintptr_t labels,
                           uintptr_t out, int64_t rows, int64_t K, double kappa, bool targeted) {
   RIC_DISPATCH(device,
-               ric::cw_margin_backward_cpu<T>(ptr<const T>(grad), ptr<const T>(logits), ptr<const int64_t>(labels),
+               ric::cpu::cw_margin_backward<T>(ptr<const T>(grad), ptr<const T>(logits), ptr<const int64_t>(labels),
                                               ptr<T>(out), rows, K, T(kappa), targeted),
                ric::cw_margin_backward_cuda<T>(ptr<const T>(grad), ptr<const T>(logits), ptr<const int64_t>(labels),
                                                ptr<T>(out), rows, K, T(kappa), targeted, ptr<void>(stream)));
@@ -154,7 +158,7 @@ void adam_tanh_t(int device, uintptr_t stream, uintptr_t w, uintptr_t m, uintptr
                  int64_t step, bool grad_wrt_adv) {
   const AdamConst c = adam_const(lr, beta1, beta2, eps, step);
   RIC_DISPATCH(device,
-               ric::adam_tanh_cpu<T>(ptr<T>(w), ptr<T>(m), ptr<T>(v), ptr<const T>(grad), ptr<const uint8_t>(active),
+               ric::cpu::adam_tanh<T>(ptr<T>(w), ptr<T>(m), ptr<T>(v), ptr<const T>(grad), ptr<const uint8_t>(active),
                                      ptr<T>(adv), rows, n, c, grad_wrt_adv),
                ric::adam_tanh_cuda<T>(ptr<T>(w), ptr<T>(m), ptr<T>(v), ptr<const T>(grad), ptr<const uint8_t>(active),
                                       ptr<T>(adv), rows, n, c, grad_wrt_adv, ptr<void>(stream)));
@@ -175,6 +179,7 @@ py::dict build_info() {
   d["backends"] = backends;
   d["cxx_compiler"] = RIC_CXX_COMPILER;
   d["openmp"] = bool(RIC_OPENMP_ENABLED);
+  d["cpu_isa"] = ric::cpu_isa();
   return d;
 }
 
@@ -184,6 +189,18 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "ric_ext native kernels (torch-free; see ric_ext.ops for the PyTorch ops)";
   auto nogil = py::call_guard<py::gil_scoped_release>();
   m.def("build_info", &build_info);
+  // Host entry points to the exact generator code the kernels inline, for
+  // known-answer tests of the shared headers.
+  m.def("philox4x32_10", [](std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
+    std::array<uint32_t, 4> out;
+    ric::philox4x32_10(ctr.data(), key.data(), out.data());
+    return out;
+  });
+  m.def("chacha20_block", [](std::array<uint32_t, 8> key, uint32_t counter, std::array<uint32_t, 3> nonce) {
+    std::array<uint32_t, 16> out;
+    ric::chacha20_block(key.data(), counter, nonce.data(), out.data());
+    return out;
+  });
   m.def("keystream_bytes", &keystream_bytes, nogil);
   m.def("keyed_uniform", &keyed_uniform, nogil);
   m.def("mask", [](const std::string& dt, int d, uintptr_t s, uintptr_t e, uintptr_t z, uintptr_t o, int64_t n,

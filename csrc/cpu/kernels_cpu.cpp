@@ -1,13 +1,20 @@
 // CPU implementations of the fused kernels: one pass over memory each,
 // OpenMP across large inputs, per-element math from common/elementwise.h.
+//
+// This file is compiled twice (see CMakeLists.txt): once for the baseline ISA
+// and, on x86-64, once with AVX2 into another namespace; cpu/dispatch.cpp
+// picks one at run time. RIC_CPU_ISA names the namespace.
 #include <algorithm>
 #include <cstring>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "common/chacha20.h"
-#include "common/philox.h"
-#include "kernels.h"
+#include "cpu/kernels_cpu.h"
 
 namespace ric {
+namespace RIC_CPU_ISA {
 namespace {
 
 // Below this many elements the OpenMP fork costs more than it saves.
@@ -20,9 +27,94 @@ void load_nonce(const uint8_t* nonce, uint32_t n[3]) {
   for (int i = 0; i < 3; ++i) n[i] = load_le32(nonce + 4 * i);
 }
 
+// The generators below run kLanes independent blocks in lock-step with GCC/
+// Clang vector extensions: plain SSE2 on the baseline build, one AVX2
+// register per word in the AVX2 build. Each lane computes exactly what
+// chacha20_block / dither4 (the code the CUDA kernels inline) compute.
+constexpr int kLanes = 8;
+typedef uint32_t u32x8 __attribute__((vector_size(32)));
+typedef uint64_t u64x8 __attribute__((vector_size(64)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+typedef float f32x8 __attribute__((vector_size(32)));
+
+inline u32x8 rotl(u32x8 x, int n) { return (x << n) | (x >> (32 - n)); }
+
+void chacha20_lanes(const uint32_t key[8], uint32_t counter0, const uint32_t nonce[3], uint32_t out[16][kLanes]) {
+  u32x8 x[16], s[16];
+  const uint32_t consts[4] = {0x61707865u, 0x3320646eu, 0x79622d32u, 0x6b206574u};
+  for (int i = 0; i < 4; ++i) x[i] = u32x8{} + consts[i];
+  for (int i = 0; i < 8; ++i) x[4 + i] = u32x8{} + key[i];
+  x[12] = u32x8{0, 1, 2, 3, 4, 5, 6, 7} + counter0;
+  for (int i = 0; i < 3; ++i) x[13 + i] = u32x8{} + nonce[i];
+  for (int i = 0; i < 16; ++i) s[i] = x[i];
+#define RIC_QR_LANES(a, b, c, d)                          \
+  x[a] += x[b]; x[d] = rotl(x[d] ^ x[a], 16);             \
+  x[c] += x[d]; x[b] = rotl(x[b] ^ x[c], 12);             \
+  x[a] += x[b]; x[d] = rotl(x[d] ^ x[a], 8);              \
+  x[c] += x[d]; x[b] = rotl(x[b] ^ x[c], 7);
+  for (int r = 0; r < 10; ++r) {
+    RIC_QR_LANES(0, 4, 8, 12) RIC_QR_LANES(1, 5, 9, 13) RIC_QR_LANES(2, 6, 10, 14) RIC_QR_LANES(3, 7, 11, 15)
+    RIC_QR_LANES(0, 5, 10, 15) RIC_QR_LANES(1, 6, 11, 12) RIC_QR_LANES(2, 7, 8, 13) RIC_QR_LANES(3, 4, 9, 14)
+  }
+#undef RIC_QR_LANES
+  for (int i = 0; i < 16; ++i) std::memcpy(out[i], &(x[i] += s[i]), sizeof(u32x8));
+}
+
+// Philox rounds on 8 lanes: c* hold word * of the counters of 8 groups.
+#if defined(__AVX2__)
+// AVX2 has a 32x32->64 multiply for the even lanes only (vpmuludq); the odd
+// lanes are shifted down, multiplied, and the halves are interleaved back.
+inline void mulhilo_lanes(uint32_t m, u32x8 c, u32x8& hi, u32x8& lo) {
+  const __m256i vc = reinterpret_cast<__m256i&>(c), vm = _mm256_set1_epi32(int(m));
+  const __m256i pe = _mm256_mul_epu32(vc, vm);                         // lanes 0,2,4,6
+  const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(vc, 32), vm);  // lanes 1,3,5,7
+  const __m256i lo_mask = _mm256_set1_epi64x(0xFFFFFFFFLL);
+  const __m256i h = _mm256_or_si256(_mm256_srli_epi64(pe, 32), _mm256_andnot_si256(lo_mask, po));
+  const __m256i l = _mm256_or_si256(_mm256_and_si256(pe, lo_mask), _mm256_slli_epi64(po, 32));
+  hi = reinterpret_cast<const u32x8&>(h);
+  lo = reinterpret_cast<const u32x8&>(l);
+}
+#else
+inline void mulhilo_lanes(uint32_t m, u32x8 c, u32x8& hi, u32x8& lo) {
+  const u64x8 p = __builtin_convertvector(c, u64x8) * uint64_t(m);
+  hi = __builtin_convertvector(p >> 32, u32x8);
+  lo = __builtin_convertvector(p, u32x8);
+}
+#endif
+
+// Dither of groups g0 .. g0 + kLanes - 1: u[4 * l + k] = word k of group g0 + l.
+void dither_lanes(uint64_t g0, uint64_t seed, uint64_t offset, float u[4 * kLanes]) {
+  const u64x8 g = u64x8{0, 1, 2, 3, 4, 5, 6, 7} + g0;
+  u32x8 c0 = __builtin_convertvector(g, u32x8), c1 = __builtin_convertvector(g >> 32, u32x8);
+  u32x8 c2 = u32x8{} + uint32_t(offset), c3 = u32x8{} + uint32_t(offset >> 32);
+  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    if (r > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+    u32x8 hi0, lo0, hi1, lo1;
+    mulhilo_lanes(0xD2511F53u, c0, hi0, lo0);
+    mulhilo_lanes(0xCD9E8D57u, c2, hi1, lo1);
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+  }
+  // (w >> 8) < 2^24 converts exactly through int32.
+  const f32x8 scale = f32x8{} + 5.9604644775390625e-08f;
+  const f32x8 f0 = __builtin_convertvector((i32x8)(c0 >> 8), f32x8) * scale - 0.5f;
+  const f32x8 f1 = __builtin_convertvector((i32x8)(c1 >> 8), f32x8) * scale - 0.5f;
+  const f32x8 f2 = __builtin_convertvector((i32x8)(c2 >> 8), f32x8) * scale - 0.5f;
+  const f32x8 f3 = __builtin_convertvector((i32x8)(c3 >> 8), f32x8) * scale - 0.5f;
+  for (int l = 0; l < kLanes; ++l) {
+    u[4 * l + 0] = f0[l];
+    u[4 * l + 1] = f1[l];
+    u[4 * l + 2] = f2[l];
+    u[4 * l + 3] = f3[l];
+  }
+}
+
 }  // namespace
 
-void keystream_bytes_cpu(const uint8_t* key, const uint8_t* nonces, uint8_t* out, int64_t batch,
+void keystream_bytes(const uint8_t* key, const uint8_t* nonces, uint8_t* out, int64_t batch,
                          int64_t nbytes, uint32_t counter) {
   uint32_t k[8];
   load_key(key, k);
@@ -42,78 +134,86 @@ void keystream_bytes_cpu(const uint8_t* key, const uint8_t* nonces, uint8_t* out
   }
 }
 
-void keyed_uniform_cpu(const uint8_t* key, const uint8_t* nonces, float* out, int64_t batch, int64_t n,
+void keyed_uniform(const uint8_t* key, const uint8_t* nonces, float* out, int64_t batch, int64_t n,
                        uint32_t counter, bool tanh_space) {
   uint32_t k[8];
   load_key(key, k);
-  const int64_t blocks = (n + 15) / 16;
+  // One chunk = kLanes consecutive 64-byte blocks = 16 * kLanes floats of one image.
+  const int64_t chunk = 16 * kLanes;
+  const int64_t chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for collapse(2) schedule(static) if (batch * n > kParallelGrain)
   for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t j = 0; j < blocks; ++j) {
-      uint32_t nn[3], w[16];
+    for (int64_t j = 0; j < chunks; ++j) {
+      uint32_t nn[3], w[16][kLanes];
       load_nonce(nonces + 12 * b, nn);
-      chacha20_block(k, counter + uint32_t(j), nn, w);
-      float* dst = out + b * n + 16 * j;
-      const int64_t len = std::min<int64_t>(16, n - 16 * j);
-      for (int64_t i = 0; i < len; ++i) {
-        const float u = word_to_unit(w[i]);
-        dst[i] = tanh_space ? unit_to_tanh_space(u) : u;
-      }
+      chacha20_lanes(k, counter + uint32_t(j * kLanes), nn, w);
+      float* dst = out + b * n + chunk * j;
+      const int64_t len = std::min<int64_t>(chunk, n - chunk * j);
+      float f[16 * kLanes];
+      for (int l = 0; l < kLanes; ++l)
+        for (int i = 0; i < 16; ++i) f[16 * l + i] = word_to_unit(w[i][l]);
+      if (tanh_space)
+        for (int64_t i = 0; i < len; ++i) dst[i] = unit_to_tanh_space(f[i]);
+      else
+        std::memcpy(dst, f, size_t(len) * sizeof(float));
     }
   }
 }
 
 template <typename T>
-void mask_cpu(const T* e, const T* z, T* out, int64_t n, MaskConst<T> k, int mode, const int64_t* seed) {
-  const int64_t groups = (n + 3) / 4;
+void mask(const T* e, const T* z, T* out, int64_t n, MaskConst<T> k, int mode, const int64_t* seed) {
+  const int64_t chunk = 4 * kLanes;
+  const int64_t chunks = (n + chunk - 1) / chunk;
   const uint64_t s0 = seed ? uint64_t(seed[0]) : 0, s1 = seed ? uint64_t(seed[1]) : 0;
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t g = 0; g < groups; ++g) {
-    float u[4] = {0.f, 0.f, 0.f, 0.f};
-    if (mode == kQuantTrain) dither4(uint64_t(g), s0, s1, u);
-    const int64_t end = std::min<int64_t>(4 * g + 4, n);
-    for (int64_t i = 4 * g; i < end; ++i) out[i] = mask_out(mask_pre(e[i], z[i], k, mode, T(u[i - 4 * g])), mode);
+  for (int64_t j = 0; j < chunks; ++j) {
+    float u[4 * kLanes] = {};
+    if (mode == kQuantTrain) dither_lanes(uint64_t(j * kLanes), s0, s1, u);
+    const int64_t i0 = chunk * j, len = std::min<int64_t>(chunk, n - i0);
+    for (int64_t i = 0; i < len; ++i) out[i0 + i] = mask_out(mask_pre(e[i0 + i], z[i0 + i], k, mode, T(u[i])), mode);
   }
 }
 
 template <typename T>
-void mask_u8_cpu(const T* e, const T* z, uint8_t* out, int64_t n, MaskConst<T> k) {
+void mask_u8(const T* e, const T* z, uint8_t* out, int64_t n, MaskConst<T> k) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) out[i] = mask_out_u8(mask_pre(e[i], z[i], k, kQuantEval, T(0)));
 }
 
 template <typename T>
-void mask_backward_cpu(const T* grad, const T* e, const T* z, T* ge, T* gz, int64_t n, MaskConst<T> k,
+void mask_backward(const T* grad, const T* e, const T* z, T* ge, T* gz, int64_t n, MaskConst<T> k,
                        int mode, const int64_t* seed) {
-  const int64_t groups = (n + 3) / 4;
+  const int64_t chunk = 4 * kLanes;
+  const int64_t chunks = (n + chunk - 1) / chunk;
   const uint64_t s0 = seed ? uint64_t(seed[0]) : 0, s1 = seed ? uint64_t(seed[1]) : 0;
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t g = 0; g < groups; ++g) {
-    float u[4] = {0.f, 0.f, 0.f, 0.f};
-    if (mode == kQuantTrain) dither4(uint64_t(g), s0, s1, u);
-    const int64_t end = std::min<int64_t>(4 * g + 4, n);
-    for (int64_t i = 4 * g; i < end; ++i) {
-      const bool pass = mask_passes(mask_pre(e[i], z[i], k, mode, T(u[i - 4 * g])), mode);
-      ge[i] = pass ? mul_rn(grad[i], k.a) : T(0);
-      gz[i] = pass ? mul_rn(grad[i], k.b) : T(0);
+  for (int64_t j = 0; j < chunks; ++j) {
+    float u[4 * kLanes] = {};
+    if (mode == kQuantTrain) dither_lanes(uint64_t(j * kLanes), s0, s1, u);
+    const int64_t i0 = chunk * j, len = std::min<int64_t>(chunk, n - i0);
+    for (int64_t i = 0; i < len; ++i) {
+      const int64_t x = i0 + i;
+      const bool pass = mask_passes(mask_pre(e[x], z[x], k, mode, T(u[i])), mode);
+      ge[x] = pass ? mul_rn(grad[x], k.a) : T(0);
+      gz[x] = pass ? mul_rn(grad[x], k.b) : T(0);
     }
   }
 }
 
 template <typename T>
-void unmask_cpu(const T* c, const T* z, T* out, int64_t n, T b, T inv) {
+void unmask(const T* c, const T* z, T* out, int64_t n, T b, T inv) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) out[i] = unmask_val(c[i], z[i], b, inv);
 }
 
 template <typename T>
-void unmask_u8_cpu(const uint8_t* c, const T* z, T* out, int64_t n, T b, T inv) {
+void unmask_u8(const uint8_t* c, const T* z, T* out, int64_t n, T b, T inv) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) out[i] = unmask_val(byte_to_unit<T>(c[i]), z[i], b, inv);
 }
 
 template <typename T>
-void cw_margin_cpu(const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K, T kappa,
+void cw_margin(const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K, T kappa,
                    bool targeted) {
 #pragma omp parallel for schedule(static) if (rows * K > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
@@ -124,7 +224,7 @@ void cw_margin_cpu(const T* logits, const int64_t* labels, T* out, int64_t rows,
 }
 
 template <typename T>
-void cw_margin_backward_cpu(const T* grad, const T* logits, const int64_t* labels, T* out, int64_t rows,
+void cw_margin_backward(const T* grad, const T* logits, const int64_t* labels, T* out, int64_t rows,
                             int64_t K, T kappa, bool targeted) {
 #pragma omp parallel for schedule(static) if (rows * K > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
@@ -141,36 +241,66 @@ void cw_margin_backward_cpu(const T* grad, const T* logits, const int64_t* label
   }
 }
 
-template <typename T>
-void adam_tanh_cpu(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, int64_t rows, int64_t n,
-                   AdamConst c, bool grad_wrt_adv) {
-#pragma omp parallel for collapse(2) schedule(static) if (rows * n > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t idx = r * n + i;
-      if (active[r]) {
-        T g = grad[idx];
-        if (grad_wrt_adv) g = mul_rn(g, tanh_to_unit_grad(w[idx]));
-        adam_update(w[idx], m[idx], v[idx], g, c);
+namespace {
+// The loop-invariant choices are template parameters so the inner loop is
+// branch-free and vectorises.
+template <typename T, bool kGradWrtAdv, bool kSmallW1>
+void adam_rows(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, int64_t rows, int64_t n,
+               const AdamConst& c) {
+  const int64_t block = 4096;  // rows are split so that both threads get work for small batches
+  const int64_t per_row = (n + block - 1) / block;
+  const T w1 = T(c.w1), one_minus_w1 = T(1.0 - c.w1), beta2 = T(c.beta2), omb2 = T(c.one_minus_beta2);
+  const T nss = T(c.neg_step_size), bc2 = T(c.bc2_sqrt), eps = T(c.eps);
+#pragma omp parallel for schedule(static) if (rows * n > kParallelGrain)
+  for (int64_t t = 0; t < rows * per_row; ++t) {
+    const int64_t r = t / per_row, i0 = r * n + (t % per_row) * block;
+    const int64_t i1 = std::min<int64_t>(i0 + block, (r + 1) * n);
+    if (active[r]) {
+      for (int64_t i = i0; i < i1; ++i) {
+        T wi = w[i], mi = m[i], vi = v[i], g = grad[i];
+        if (kGradWrtAdv) g = mul_rn(g, tanh_to_unit_grad(wi));
+        // Same arithmetic as adam_update (common/elementwise.h), constants hoisted.
+        mi = kSmallW1 ? add_rn(mi, mul_rn(w1, sub_rn(g, mi))) : sub_rn(g, mul_rn(sub_rn(g, mi), one_minus_w1));
+        vi = add_rn(mul_rn(vi, beta2), mul_rn(mul_rn(omb2, g), g));
+        const T denom = add_rn(div_rn(sqrt_rn(vi), bc2), eps);
+        wi = add_rn(wi, div_rn(mul_rn(nss, mi), denom));
+        w[i] = wi; m[i] = mi; v[i] = vi;
+        adv[i] = tanh_to_unit(wi);
       }
-      adv[idx] = tanh_to_unit(w[idx]);
+    } else {
+      for (int64_t i = i0; i < i1; ++i) adv[i] = tanh_to_unit(w[i]);
     }
+  }
+}
+}  // namespace
+
+template <typename T>
+void adam_tanh(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, int64_t rows, int64_t n,
+                   AdamConst c, bool grad_wrt_adv) {
+  const bool small = c.w1 < 0.5;
+  if (grad_wrt_adv) {
+    small ? adam_rows<T, true, true>(w, m, v, grad, active, adv, rows, n, c)
+          : adam_rows<T, true, false>(w, m, v, grad, active, adv, rows, n, c);
+  } else {
+    small ? adam_rows<T, false, true>(w, m, v, grad, active, adv, rows, n, c)
+          : adam_rows<T, false, false>(w, m, v, grad, active, adv, rows, n, c);
   }
 }
 
 #define RIC_INSTANTIATE(T)                                                                           \
-  template void mask_cpu<T>(const T*, const T*, T*, int64_t, MaskConst<T>, int, const int64_t*);     \
-  template void mask_u8_cpu<T>(const T*, const T*, uint8_t*, int64_t, MaskConst<T>);                 \
-  template void mask_backward_cpu<T>(const T*, const T*, const T*, T*, T*, int64_t, MaskConst<T>, int, \
+  template void mask<T>(const T*, const T*, T*, int64_t, MaskConst<T>, int, const int64_t*);     \
+  template void mask_u8<T>(const T*, const T*, uint8_t*, int64_t, MaskConst<T>);                 \
+  template void mask_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, MaskConst<T>, int, \
                                      const int64_t*);                                               \
-  template void unmask_cpu<T>(const T*, const T*, T*, int64_t, T, T);                                \
-  template void unmask_u8_cpu<T>(const uint8_t*, const T*, T*, int64_t, T, T);                       \
-  template void cw_margin_cpu<T>(const T*, const int64_t*, T*, int64_t, int64_t, T, bool);           \
-  template void cw_margin_backward_cpu<T>(const T*, const T*, const int64_t*, T*, int64_t, int64_t, T, \
+  template void unmask<T>(const T*, const T*, T*, int64_t, T, T);                                \
+  template void unmask_u8<T>(const uint8_t*, const T*, T*, int64_t, T, T);                       \
+  template void cw_margin<T>(const T*, const int64_t*, T*, int64_t, int64_t, T, bool);           \
+  template void cw_margin_backward<T>(const T*, const T*, const int64_t*, T*, int64_t, int64_t, T, \
                                           bool);                                                    \
-  template void adam_tanh_cpu<T>(T*, T*, T*, const T*, const uint8_t*, T*, int64_t, int64_t, AdamConst, bool);
+  template void adam_tanh<T>(T*, T*, T*, const T*, const uint8_t*, T*, int64_t, int64_t, AdamConst, bool);
 RIC_INSTANTIATE(float)
 RIC_INSTANTIATE(double)
 #undef RIC_INSTANTIATE
 
+}  // namespace RIC_CPU_ISA
 }  // namespace ric

@@ -33,7 +33,7 @@ def _rotl(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def _le_words(b: torch.Tensor) -> torch.Tensor:
     """(..., 4k) uint8 -> (..., k) int64 little-endian 32-bit words."""
-    b = b.to(torch.int64).reshape(*b.shape[:-1], -1, 4)
+    b = b.to(torch.int64).reshape(*b.shape[:-1], b.shape[-1] // 4, 4)
     return b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16) | (b[..., 3] << 24)
 
 
@@ -70,14 +70,14 @@ def chacha20_keystream(key: torch.Tensor, nonces: torch.Tensor, nbytes: int, cou
     w = chacha20_words(key, nonces, nblocks, counter)  # (B, J, 16)
     shifts = torch.tensor([0, 8, 16, 24], device=w.device)
     b = (w.unsqueeze(-1) >> shifts) & 0xFF
-    return b.reshape(nonces.shape[0], -1)[:, :nbytes].to(torch.uint8)
+    return b.reshape(nonces.shape[0], nblocks * 64)[:, :nbytes].to(torch.uint8)
 
 
 def keyed_uniform(key: torch.Tensor, nonces: torch.Tensor, n: int, counter: int = 0,
                   tanh_space: bool = False) -> torch.Tensor:
     """(B, n) float32 uniforms in [0, 1) (24 bits each), or atanh(2u-1) if tanh_space."""
     nblocks = (n + 15) // 16
-    w = chacha20_words(key, nonces, nblocks, counter).reshape(nonces.shape[0], -1)[:, :n]
+    w = chacha20_words(key, nonces, nblocks, counter).reshape(nonces.shape[0], nblocks * 16)[:, :n]
     u = (w >> 8).to(torch.float32) * _TWO_POW_M24
     return to_tanh_space(u) if tanh_space else u
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One prepared device check for a lent GPU machine (see DEVELOPERS.md):
+# build with the machine's own torch/nvcc, run the whole test suite (CUDA
+# tests included) and the CUDA + CPU benchmarks, and leave logs under $OUT.
+#   run: bash python/gpu_check.sh      (timeout_s ~ 540)
+set -uo pipefail
+OUT="${OUT:-/tmp/ric_out}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
+# Only the GPU's own architecture: a quicker build on the lent machine.
+export RIC_EXT_CUDA_ARCHITECTURES="${RIC_EXT_CUDA_ARCHITECTURES:-90}"
+python3 -m pip install --no-build-isolation --no-deps -q . > "$OUT/install.log" 2>&1 || { tail -50 "$OUT/install.log"; exit 1; }
+python3 -m ric_ext info | tee "$OUT/info.txt"
+timeout 240 python3 -m pytest -q tests -x 2>&1 | tail -40 | tee "$OUT/tests.log"
+timeout 200 python3 python/bench_kernels.py --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+echo "done"
