@@ -1,7 +1,11 @@
-"""Command line: ``python -m ric_ext <command>`` (also installed as ``ric-ext``)."""
+"""Command line: ``python -m ric_ext <command>`` (also installed as ``ric-ext``).
+
+Commands: info, keygen, encrypt, decrypt, classify, train, evaluate, demo.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Optional, Sequence
@@ -20,18 +24,264 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, Trainer
+
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    hist = Trainer(cfg, progress=not args.no_progress).train()
+    if hist:
+        last = hist[-1]
+        print(f"step {last['step']}: loss {last['loss']:.4f} psnr(train batch) {last['psnr_train']:.2f} dB "
+              f"agreement {last['agree_train']:.3f}; checkpoint {cfg.out}/checkpoint.pt")
+    return 0
+
+
+DEFAULT_MODEL = "bundled"
+
+
+def _load_model(path: str, device: str):
+    from .models.registry import bundled_model_path, load_ric
+
+    return load_ric(bundled_model_path() if path == DEFAULT_MODEL else path).to(_device(device))
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _nae_from_args(args: argparse.Namespace):
+    from .nae import NAEConfig
+
+    return NAEConfig(c=args.nae_c, kappa=args.nae_kappa, steps=args.nae_steps, lr=args.nae_lr)
+
+
+def _image_files(path: str) -> list:
+    import os
+
+    from .data import IMAGE_EXTENSIONS
+
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"input not found: {path}")
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise FileNotFoundError(f"no images under {path}")
+    return files
+
+
+def _outputs(files: list, inp: str, out: str) -> list:
+    """Output path per input: <out>/<relative path with .png>; refuses to overwrite anything."""
+    import os
+
+    base = inp if os.path.isdir(inp) else os.path.dirname(inp)
+    outs = [os.path.join(out, os.path.splitext(os.path.relpath(f, base))[0] + ".png") for f in files]
+    clash = [o for o in outs if os.path.exists(o)]
+    if clash:
+        raise FileExistsError(f"refusing to overwrite {len(clash)} existing file(s), e.g. {clash[0]}; "
+                              "choose an empty output folder")
+    return outs
+
+
+def _progress(items, desc: str, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img")
+
+
+def _cipher(args: argparse.Namespace):
+    from .cipher import Cipher
+    from .keys import Key
+    from .models.registry import load_classifier
+
+    dev = _device(args.device)
+    model = _load_model(args.model, args.device)
+    clf = load_classifier(args.classifier, args.models).to(dev)
+    return Cipher(model, clf, Key.load(args.key), _nae_from_args(args), batch_size=args.batch_size)
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    import os
+
+    from .keys import Key
+
+    if args.passphrase_env:
+        pw = os.environ.get(args.passphrase_env)
+        if not pw:
+            raise SystemExit(f"environment variable {args.passphrase_env} is empty or unset")
+        if not args.salt:
+            raise SystemExit("--salt (hex) is required with --passphrase-env")
+        key = Key.from_passphrase(pw, bytes.fromhex(args.salt))
+    else:
+        key = Key.generate()
+    key.save(args.out, overwrite=False)
+    print(f"wrote {args.out} (mode 0600), {key!r}")
+    return 0
+
+
+def _cmd_encrypt(args: argparse.Namespace) -> int:
+    from .data import load_image
+    from .fileformat import write_png
+
+    cipher = _cipher(args)
+    files = _image_files(args.input)
+    outs = _outputs(files, args.input, args.output)
+    for f, o in _progress(list(zip(files, outs)), "encrypt", not args.no_progress):
+        x = load_image(f, cipher.model.channels).unsqueeze(0)
+        write_png(o, cipher.encrypt(x), cipher.key)
+    print(f"encrypted {len(files)} image(s) into {args.output}")
+    return 0
+
+
+def _cmd_decrypt(args: argparse.Namespace) -> int:
+    from .data import save_image
+    from .fileformat import read_png
+
+    cipher = _cipher(args)
+    files = _image_files(args.input)
+    outs = _outputs(files, args.input, args.output)
+    for f, o in _progress(list(zip(files, outs)), "decrypt", not args.no_progress):
+        save_image(o, cipher.decrypt(read_png(f, cipher.key))[0])
+    print(f"decrypted {len(files)} image(s) into {args.output}")
+    return 0
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_image
+    from .models.registry import load_classifier
+
+    dev = _device(args.device)
+    clf = load_classifier(args.classifier, args.models).to(dev)
+    for f in _image_files(args.input):
+        with torch.no_grad():
+            label = int(clf(load_image(f).unsqueeze(0).to(dev)).argmax(1))
+        print(f"{f}\t{label}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import data as data_mod
+    from .evaluate import evaluate, format_table, write_report
+    from .models.registry import load_classifier
+
+    dev = _device(args.device)
+    model = _load_model(args.model, args.device)
+    clf = load_classifier(args.classifier, args.models).to(dev)
+    ds = data_mod.dataset(args.dataset, args.split, args.data, args.size)
+    n = min(args.n, len(ds))
+    x, y = data_mod.stack(ds, list(range(n)))
+    res = evaluate(model, clf, x, y, nae=_nae_from_args(args), batch_size=args.batch_size)
+    print(format_table(res))
+    write_report(res, args.out)
+    print(f"report: {args.out}/report.md")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from .demo import run_demo
+
+    t = time.perf_counter()
+    res = run_demo(device=args.device, out=args.out)
+    print(res["table"])
+    print(f"(demo took {time.perf_counter() - t:.1f} s; {res['note']})")
+    return 0
+
+
+def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None:
+    from .nae import NAEConfig
+
+    d = NAEConfig()
+    if needs_key:
+        p.add_argument("--key", required=True, help="key file from `ric-ext keygen`")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="RIC weights (.pt); default: the bundled SVHN model")
+    p.add_argument("--classifier", default="svhn", help="svhn | cifar10-resnet20 | cifar10-resnet56")
+    p.add_argument("--models", default=None, help="classifier folder (default: RIC_MODELS or ../shared/models)")
+    p.add_argument("--nae-steps", type=int, default=d.steps)
+    p.add_argument("--nae-c", type=float, default=d.c)
+    p.add_argument("--nae-kappa", type=float, default=d.kappa)
+    p.add_argument("--nae-lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_train(sub) -> None:
+    from .train import TrainConfig
+
+    p = sub.add_parser("train", help="train the RIC networks (SPEC.md); resumes from <out>/checkpoint.pt")
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type).replace("Optional[", "").rstrip("]"), str)
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=default,
+                       help=f"(default: {default})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ric-ext", description="Recoverable privacy-preserving image classification")
     sub = p.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print what the native kernels were built with")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_cmd_info)
+    _add_train(sub)
+
+    kg = sub.add_parser("keygen", help="create a key file (mode 0600)")
+    kg.add_argument("--out", required=True, help="key file to create (never overwritten)")
+    kg.add_argument("--passphrase-env", help="derive the key with scrypt from this environment variable")
+    kg.add_argument("--salt", help="hex salt for --passphrase-env (>= 8 bytes)")
+    kg.set_defaults(func=_cmd_keygen)
+
+    for name, fn, what in (("encrypt", _cmd_encrypt, "images"), ("decrypt", _cmd_decrypt, "ciphertext PNGs")):
+        c = sub.add_parser(name, help=f"{name} a file or folder of {what}")
+        c.add_argument("--input", required=True)
+        c.add_argument("--output", required=True, help="output folder (existing files are never overwritten)")
+        _add_cipher_args(c)
+        c.set_defaults(func=fn)
+
+    cl = sub.add_parser("classify", help="labels of the unmodified classifier for images or ciphertexts")
+    cl.add_argument("--input", required=True)
+    cl.add_argument("--classifier", default="svhn")
+    cl.add_argument("--models", default=None)
+    cl.add_argument("--device", default="auto")
+    cl.set_defaults(func=_cmd_classify)
+
+    ev = sub.add_parser("evaluate", help="SPEC.md's evaluation: accuracy, PSNR/SSIM/MAE, dissimilarity, wrong key")
+    ev.add_argument("--dataset", default="svhn")
+    ev.add_argument("--split", default="paper", help="svhn: train | test | paper (indices 1000-1499)")
+    ev.add_argument("--data", default=None)
+    ev.add_argument("--size", type=int, default=None)
+    ev.add_argument("--n", type=int, default=500, help="number of images (from the start of the split)")
+    ev.add_argument("--out", default="runs/eval", help="report folder")
+    _add_cipher_args(ev, needs_key=False)
+    ev.set_defaults(func=_cmd_evaluate)
+
+    de = sub.add_parser("demo", help="encrypt -> classify -> decrypt bundled sample images with bundled weights")
+    de.add_argument("--device", default="cpu")
+    de.add_argument("--out", default=None, help="also write the report (grid, JSON) to this folder")
+    de.set_defaults(func=_cmd_demo)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .errors import RicError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (RicError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"ric-ext {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -33,3 +33,45 @@ def non_contiguous(t: torch.Tensor) -> torch.Tensor:
     if t.dim() < 2:
         return torch.stack([t, t], -1)[..., 0]
     return t.transpose(0, -1).contiguous().transpose(0, -1)
+
+
+# ---- shared data (tests may use ../shared; the package never requires it) ----
+import os as _os
+
+SHARED = _os.environ.get("RIC_SHARED") or _os.path.join(_os.path.dirname(__file__), "..", "..", "shared")
+DATA = _os.path.join(SHARED, "data")
+MODELS = _os.path.join(SHARED, "models")
+needs_shared = pytest.mark.skipif(not _os.path.isfile(_os.path.join(DATA, "svhn_test10k.npz")),
+                                  reason="needs ../shared/data")
+
+
+@pytest.fixture(scope="session")
+def svhn_classifier():
+    from ric_ext.models import load_classifier
+
+    return load_classifier("svhn", MODELS)
+
+
+@pytest.fixture(scope="session")
+def svhn_images():
+    """16 real SVHN test images (the bundled samples) and their labels."""
+    from ric_ext.demo import load_samples
+
+    return load_samples()
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory, svhn_classifier):
+    """A tiny RIC (width 4) trained for a few steps on real SVHN: mechanics, not quality."""
+    from ric_ext.data import ArrayDataset
+    from ric_ext.demo import load_samples
+    from ric_ext.train import TrainConfig, Trainer
+
+    x, y = load_samples()
+    ds = ArrayDataset((x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy(), y.numpy())
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = TrainConfig(width=4, depth=2, batch_size=8, steps=3, nae_steps=3, out=str(out), log_every=1,
+                      ckpt_every=3, grid_every=3, device="cpu")
+    trainer = Trainer(cfg, dataset=ds, classifier=svhn_classifier, progress=False)
+    trainer.train()
+    return trainer.model.eval()

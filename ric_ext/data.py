@@ -1,0 +1,181 @@
+"""Datasets: the shared SVHN / CIFAR-10 / LFW files with their fixed splits
+(../shared/data/README.md) and any folder of images for users' own data.
+
+Every dataset yields ``(image, label)`` with image a (C, H, W) float32 tensor
+in [0, 1]. The data folder comes from the ``data`` argument, else the
+``RIC_DATA`` environment variable, else ``../shared/data`` (relative to the
+working directory). Nothing in the package requires these files.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+PathLike = Union[str, "os.PathLike[str]"]
+SVHN_SPLITS = {"test": (0, 2000), "train": (2000, 10000), "paper": (1000, 1500)}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def data_dir(data: Optional[PathLike] = None) -> str:
+    return os.fspath(data or os.environ.get("RIC_DATA") or os.path.join("..", "shared", "data"))
+
+
+def _need(path: str) -> str:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"dataset file not found: {path} (set --data or RIC_DATA to the data folder)")
+    return path
+
+
+class ArrayDataset(Dataset):
+    """(N, H, W, C) uint8 images + (N,) labels -> ((C, H, W) float in [0, 1], int)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
+        return self.images[i].float() / 255.0, int(self.labels[i])
+
+    def tensors(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """All images as one (N, C, H, W) float tensor in [0, 1], and the labels."""
+        return self.images.float() / 255.0, self.labels
+
+
+def svhn(split: str = "train", data: Optional[PathLike] = None) -> ArrayDataset:
+    """SVHN 32x32: split 'train' (indices 2000-9999), 'test' (0-1999) or 'paper' (1000-1499)."""
+    if split not in SVHN_SPLITS:
+        raise ValueError(f"SVHN split must be one of {sorted(SVHN_SPLITS)}, got {split!r}")
+    d = np.load(_need(os.path.join(data_dir(data), "svhn_test10k.npz")))
+    lo, hi = SVHN_SPLITS[split]
+    return ArrayDataset(d["images"][lo:hi], d["labels"][lo:hi])
+
+
+def cifar10(data: Optional[PathLike] = None) -> ArrayDataset:
+    """The 10,000 CIFAR-10 test images (JPEG copy); evaluation only."""
+    d = np.load(_need(os.path.join(data_dir(data), "cifar10_jpeg_test.npz")))
+    return ArrayDataset(d["images"], d["labels"])
+
+
+def _decode(data: bytes, size: Optional[int], channels: int) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data)).convert("L" if channels == 1 else "RGB")
+    if size is not None:
+        w, h = img.size
+        s = min(w, h)
+        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        if s != size:
+            img = img.resize((size, size), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def lfw(split: str = "train", data: Optional[PathLike] = None, size: int = 160, crop: int = 160) -> ArrayDataset:
+    """LFW deep-funneled faces, 62 identities: labels by sorted name, first 80% of each identity's files train.
+
+    Each 250x250 image is centre-cropped to ``crop`` and resized to ``size``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"LFW split must be 'train' or 'test', got {split!r}")
+    path = _need(os.path.join(data_dir(data), "lfw_min20.tar"))
+    by_person: dict = {}
+    with tarfile.open(path) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(".jpg")]
+        for m in members:
+            by_person.setdefault(m.name.split("/")[-2], []).append(m)
+        names = sorted(by_person)
+        images, labels = [], []
+        for label, name in enumerate(names):
+            files = sorted(by_person[name], key=lambda m: m.name)
+            cut = int(len(files) * 0.8)
+            for m in files[:cut] if split == "train" else files[cut:]:
+                raw = tar.extractfile(m).read()
+                arr = _decode(raw, None, 3)
+                h, w = arr.shape[:2]
+                top, left = (h - crop) // 2, (w - crop) // 2
+                arr = arr[top:top + crop, left:left + crop]
+                if size != crop:
+                    from PIL import Image
+
+                    arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BICUBIC))
+                images.append(arr)
+                labels.append(label)
+    return ArrayDataset(np.stack(images), np.array(labels))
+
+
+class ImageFolder(Dataset):
+    """Users' own images: every image file under ``root`` (recursively, sorted).
+
+    Labels: the index of the first-level sub-folder (sorted), or 0 for files at
+    the top. ``size`` centre-crops and resizes to size x size (needed to batch
+    images of different sizes).
+    """
+
+    def __init__(self, root: PathLike, size: Optional[int] = None, channels: int = 3):
+        root = os.fspath(root)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"image folder not found: {root}")
+        self.root, self.size, self.channels = root, size, channels
+        self.files: List[str] = []
+        for dirpath, _, files in os.walk(root):
+            self.files += [os.path.join(dirpath, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+        self.files.sort()
+        if not self.files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+        classes = sorted({os.path.relpath(f, root).split(os.sep)[0] for f in self.files if os.sep in os.path.relpath(f, root)})
+        self.class_index = {c: i for i, c in enumerate(classes)}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
+        with open(self.files[i], "rb") as f:
+            arr = _decode(f.read(), self.size, self.channels)
+        rel = os.path.relpath(self.files[i], self.root)
+        label = self.class_index.get(rel.split(os.sep)[0], 0) if os.sep in rel else 0
+        return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0, label
+
+
+def load_image(path: PathLike, channels: int = 3) -> torch.Tensor:
+    """One image file -> (C, H, W) float32 in [0, 1]."""
+    with open(path, "rb") as f:
+        arr = _decode(f.read(), None, channels)
+    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
+
+
+def save_image(path: PathLike, image: torch.Tensor, *, overwrite: bool = False) -> None:
+    """(C, H, W) float in [0, 1] -> 8-bit PNG, written atomically."""
+    from PIL import Image
+
+    from .io_utils import atomic_write
+
+    arr = torch.clamp(torch.round(image.detach().float().cpu() * 255), 0, 255).to(torch.uint8).numpy()
+    img = Image.fromarray(arr[0], "L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), "RGB")
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"), overwrite=overwrite)
+
+
+def dataset(name: str, split: str = "train", data: Optional[PathLike] = None, size: Optional[int] = None):
+    """Dataset by name: 'svhn', 'cifar10', 'lfw', or a path to an image folder."""
+    if name == "svhn":
+        return svhn(split, data)
+    if name == "cifar10":
+        return cifar10(data)
+    if name == "lfw":
+        return lfw(split, data, size=size or 160)
+    if os.path.isdir(name):
+        return ImageFolder(name, size=size)
+    raise ValueError(f"dataset must be 'svhn', 'cifar10', 'lfw' or an image folder, got {name!r}")
+
+
+def stack(ds: Dataset, indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    items = [ds[i] for i in indices]
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.int64)

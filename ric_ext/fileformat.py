@@ -1,0 +1,103 @@
+"""Ciphertext files: ordinary 8-bit PNGs with an authenticated header.
+
+Any image tool opens the file (and a cloud classifier can classify it); the
+``tEXt`` chunk ``ric-ext`` holds a JSON header (format version, nonce, label,
+lam, NAE settings, fingerprints of the RIC weights and classifier, key id)
+and ``ric-ext-mac`` holds HMAC-SHA256(mac subkey, header || 0 || shape || pixels).
+Reading checks, in order: readable and complete PNG with a header
+(CiphertextFormatError), same key (WrongKeyError), tag (TamperedError). The
+model/classifier fingerprints are checked by :meth:`Cipher.decrypt`.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from typing import Iterable, List, Union
+
+import numpy as np
+import torch
+
+from .cipher import Ciphertext
+from .errors import CiphertextFormatError, TamperedError, WrongKeyError
+from .io_utils import atomic_write
+from .keys import Key
+
+PathLike = Union[str, "os.PathLike[str]"]
+HEADER_CHUNK, MAC_CHUNK = "ric-ext", "ric-ext-mac"
+
+
+def _canonical(header: dict) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _tag(mac_key: bytes, header_bytes: bytes, pixels: np.ndarray) -> str:
+    msg = header_bytes + b"\0" + json.dumps(list(pixels.shape)).encode() + b"\0" + pixels.tobytes()
+    return hmac.new(mac_key, msg, hashlib.sha256).hexdigest()
+
+
+def write_png(path: PathLike, ct: Ciphertext, key: Key, *, overwrite: bool = False) -> None:
+    """Write one ciphertext (len(ct) == 1) to ``path`` atomically; never overwrites unless asked."""
+    from PIL import Image, PngImagePlugin
+
+    if len(ct) != 1:
+        raise ValueError(f"write_png writes one image per file, got a batch of {len(ct)}")
+    pix = ct.pixels[0].cpu().numpy()  # (C, H, W)
+    header = dict(ct.header)
+    header.update(nonce=bytes(ct.nonces[0].tolist()).hex(), label=int(ct.labels[0]), shape=list(pix.shape))
+    hbytes = _canonical(header)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(HEADER_CHUNK, hbytes.decode("utf-8"))
+    info.add_text(MAC_CHUNK, _tag(key.mac_key, hbytes, pix))
+    img = Image.fromarray(pix[0] if pix.shape[0] == 1 else np.ascontiguousarray(pix.transpose(1, 2, 0)),
+                          mode="L" if pix.shape[0] == 1 else "RGB")
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG", pnginfo=info), overwrite=overwrite)
+
+
+def read_png(path: PathLike, key: Key) -> Ciphertext:
+    """Read and authenticate one ciphertext file."""
+    from PIL import Image
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CiphertextFormatError(f"ciphertext file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            text = dict(getattr(img, "text", {}) or {})
+            arr = np.asarray(img)
+            mode = img.mode
+    except Exception as exc:  # PIL raises several types for truncated/corrupt files
+        raise CiphertextFormatError(f"{path} is not a readable PNG (truncated or corrupt): {exc}") from None
+    if HEADER_CHUNK not in text or MAC_CHUNK not in text:
+        raise CiphertextFormatError(f"{path} has no ric_ext header: not a ric_ext ciphertext")
+    try:
+        header = json.loads(text[HEADER_CHUNK])
+        if header.get("format") != "ric-ext-ciphertext":
+            raise ValueError("wrong format field")
+        if header.get("version") != 1:
+            raise ValueError(f"unsupported format version {header.get('version')}")
+        nonce = bytes.fromhex(header["nonce"])
+        label = int(header["label"])
+        shape = [int(s) for s in header["shape"]]
+        if len(nonce) != 12:
+            raise ValueError("nonce is not 12 bytes")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CiphertextFormatError(f"{path} has a malformed ric_ext header: {exc}") from None
+    if header.get("key_id") != key.key_id:
+        raise WrongKeyError(f"{path} was made under another key (or its key id was altered)")
+    pix = arr[None] if mode == "L" else arr.transpose(2, 0, 1) if mode == "RGB" else None
+    if pix is None or list(pix.shape) != shape:
+        raise TamperedError(f"{path}: image mode/shape does not match its authenticated header")
+    pix = np.array(pix, dtype=np.uint8, order="C", copy=True)
+    expected = _tag(key.mac_key, _canonical(header), pix)
+    if not hmac.compare_digest(expected, text[MAC_CHUNK]):
+        raise TamperedError(f"{path}: authentication failed: pixels or header were modified")
+    common = {k: v for k, v in header.items() if k not in ("nonce", "label", "shape")}
+    return Ciphertext(torch.from_numpy(pix).unsqueeze(0), torch.tensor([list(nonce)], dtype=torch.uint8),
+                      torch.tensor([label], dtype=torch.int64), common)
+
+
+def read_pngs(paths: Iterable[PathLike], key: Key) -> List[Ciphertext]:
+    return [read_png(p, key) for p in paths]

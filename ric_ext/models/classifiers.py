@@ -1,0 +1,132 @@
+"""Plaintext classifiers the cloud runs (never retrained), written from the
+facts in ../shared/models/README.md, and a wrapper that owns their input
+normalisation so that every classifier takes images in [0, 1].
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Normalized(nn.Module):
+    """``net((x - mean) / std)`` for x in [0, 1], shape (B, C, H, W)."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+class SVHNNet(nn.Module):
+    """ccexam's SVHN CNN: 3 blocks of (conv-bn-relu) x 2 + maxpool, then a 2-layer MLP."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                                 nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                                 nn.MaxPool2d(2))
+
+        self.features = nn.Sequential(block(3, 32), block(32, 64), block(64, 128))
+        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(2048, 256), nn.ReLU(inplace=True), nn.Dropout(0.3),
+                                        nn.Linear(256, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.pad = (cout - cin) // 2 if (stride != 1 or cin != cout) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        # Option A shortcut: subsample by 2 and zero-pad the channels (no parameters).
+        sc = x if self.pad is None else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(out + sc)
+
+
+class CifarResNet(nn.Module):
+    """He et al.'s CIFAR ResNet (option A), akamaster/pytorch_resnet_cifar10 layout."""
+
+    def __init__(self, n: int, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        layers, cin = [], 16
+        for i, cout in enumerate((16, 32, 64)):
+            blocks = []
+            for j in range(n):
+                blocks.append(_BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
+                cin = cout
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.linear = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
+CIFAR_MEAN, CIFAR_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _load(path: str | os.PathLike) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"classifier weights not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable, truncated or not a torch file
+        raise ValueError(f"cannot read classifier weights {path}: {exc}") from exc
+
+
+def load_svhn_classifier(path: str | os.PathLike) -> Normalized:
+    """The ccexam SVHN CNN with its normalisation, in eval mode (input: [0,1] RGB 32x32)."""
+    net = SVHNNet()
+    net.load_state_dict(_load(path), strict=True)
+    return Normalized(net, SVHN_MEAN, SVHN_STD).eval()
+
+
+def load_cifar_resnet(path: str | os.PathLike, depth: int = 20) -> Normalized:
+    """akamaster's CIFAR-10 ResNet-20/56 with its normalisation, in eval mode."""
+    if (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n+2 (20, 32, 44, 56, ...), got {depth}")
+    blob = _load(path)
+    sd = blob.get("state_dict", blob)
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    net = CifarResNet((depth - 2) // 6)
+    missing, unexpected = net.load_state_dict(sd, strict=False)
+    # The published files predate BatchNorm's num_batches_tracked buffer;
+    # everything else must match exactly.
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match ResNet-{depth}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return Normalized(net, CIFAR_MEAN, CIFAR_STD).eval()
+
+
+def fingerprint(module: nn.Module) -> str:
+    """SHA-256 over a module's state dict (names, dtypes, shapes, bytes), hex."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(name.encode() + b"\0" + str(t.dtype).encode() + b"\0" + str(tuple(t.shape)).encode() + b"\0")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

@@ -1,0 +1,79 @@
+"""Loading classifiers by name and RIC weights from files (bundled or the user's)."""
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..io_utils import atomic_write
+from .classifiers import load_cifar_resnet, load_svhn_classifier
+from .networks import RIC
+
+PathLike = Union[str, "os.PathLike[str]"]
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+CLASSIFIERS = {"svhn": "svhn_ccexam.pth", "cifar10-resnet20": "cifar10_resnet20.th",
+               "cifar10-resnet56": "cifar10_resnet56.th"}
+
+
+def models_dir(models: Optional[PathLike] = None) -> str:
+    return os.fspath(models or os.environ.get("RIC_MODELS") or os.path.join("..", "shared", "models"))
+
+
+def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
+    """A classifier (input [0, 1], eval mode) by name: 'svhn', 'cifar10-resnet20', 'cifar10-resnet56'.
+
+    'svhn' falls back to the copy bundled in the package when the models
+    folder (``models``, ``RIC_MODELS`` or ../shared/models) does not have it.
+    """
+    if name not in CLASSIFIERS:
+        raise ValueError(f"classifier must be one of {sorted(CLASSIFIERS)}, got {name!r}")
+    path = os.path.join(models_dir(models), CLASSIFIERS[name])
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(ASSETS, CLASSIFIERS[name])):
+        path = os.path.join(ASSETS, CLASSIFIERS[name])
+    if name == "svhn":
+        return load_svhn_classifier(path)
+    return load_cifar_resnet(path, depth=20 if name.endswith("20") else 56)
+
+
+def save_ric(path: PathLike, model: RIC, *, extra: Optional[dict] = None, half: bool = False,
+             overwrite: bool = True) -> None:
+    """Save RIC weights + config atomically (``half`` stores float16 to halve the size)."""
+    sd = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
+    blob = {"format": "ric-ext-model", "version": 1, "config": model.config(), "state_dict": sd,
+            "extra": extra or {}}
+    atomic_write(path, lambda tmp: torch.save(blob, tmp), overwrite=overwrite)
+
+
+def load_ric(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> RIC:
+    """Load RIC weights saved by :func:`save_ric` or a training checkpoint (weights_only)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"model file not found: {path}")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read model file {path}: {exc}") from None
+    if not isinstance(blob, dict) or blob.get("format") not in ("ric-ext-model", "ric-ext-checkpoint"):
+        raise CheckpointError(f"{path} is not a ric_ext model or checkpoint")
+    cfg = blob["config"] if blob["format"] == "ric-ext-model" else blob["model_config"]
+    model = RIC(**cfg)
+    sd = blob["state_dict"] if blob["format"] == "ric-ext-model" else blob["model"]
+    try:
+        model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit RIC{cfg}: {exc}") from None
+    return model.eval()
+
+
+BUNDLED_MODEL = "ric_svhn_w32.pt"
+
+
+def bundled_model_path() -> str:
+    """The RIC weights shipped in the package (see ric_ext/assets/PROVENANCE.md)."""
+    path = os.path.join(ASSETS, BUNDLED_MODEL)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"the bundled model {path} is missing from this installation")
+    return path

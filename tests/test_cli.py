@@ -1,0 +1,88 @@
+"""The command line end to end on a temporary folder (tiny model, real images)."""
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ric_ext.models import save_ric
+
+from conftest import MODELS
+
+
+def _run(*args, ok=True):
+    env = dict(os.environ, RIC_MODELS=MODELS)
+    p = subprocess.run([sys.executable, "-m", "ric_ext", *map(str, args)], capture_output=True, text=True, env=env,
+                       cwd=os.path.dirname(__file__))
+    if ok and p.returncode != 0:
+        raise AssertionError(f"ric_ext {args[0]} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_trained, svhn_images):
+    d = tmp_path_factory.mktemp("cli")
+    save_ric(d / "model.pt", tiny_trained)
+    (d / "plain").mkdir()
+    x, _ = svhn_images
+    for i in range(3):
+        arr = (x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(arr).save(d / "plain" / f"img{i}.png")
+    return d
+
+
+def test_keygen_encrypt_classify_decrypt(workspace):
+    d = workspace
+    out = _run("keygen", "--out", d / "key.json").stdout
+    assert "Key(id=" in out and stat.S_IMODE(os.stat(d / "key.json").st_mode) == 0o600
+    common = ["--key", d / "key.json", "--model", d / "model.pt", "--nae-steps", "3", "--no-progress"]
+    _run("encrypt", "--input", d / "plain", "--output", d / "enc", *common)
+    files = sorted(os.listdir(d / "enc"))
+    assert files == ["img0.png", "img1.png", "img2.png"]
+    labels = _run("classify", "--input", d / "enc").stdout.strip().splitlines()
+    assert len(labels) == 3 and all(l.split("\t")[1].isdigit() for l in labels)
+    _run("decrypt", "--input", d / "enc", "--output", d / "dec", *common)
+    with Image.open(d / "dec" / "img1.png") as im:
+        assert im.size == (32, 32) and im.mode == "RGB"
+    # Never overwrites: a second run into the same folder fails and leaves files alone.
+    before = (d / "dec" / "img1.png").read_bytes()
+    p = _run("decrypt", "--input", d / "enc", "--output", d / "dec", *common, ok=False)
+    assert p.returncode == 2 and "refusing to overwrite" in p.stderr
+    assert (d / "dec" / "img1.png").read_bytes() == before
+    # A wrong key is a clear error, not a wrong image.
+    _run("keygen", "--out", d / "other.json")
+    p = _run("decrypt", "--input", d / "enc", "--output", d / "dec2", "--key", d / "other.json", "--model",
+             d / "model.pt", "--nae-steps", "3", "--no-progress", ok=False)
+    assert p.returncode == 2 and "another key" in p.stderr
+    assert not os.path.exists(d / "dec2" / "img0.png")
+    assert "ric-ext-key" not in p.stderr and json.load(open(d / "other.json"))["key"] not in p.stderr
+
+
+def test_evaluate_writes_report(workspace):
+    d = workspace
+    out = _run("evaluate", "--model", d / "model.pt", "--n", "4", "--nae-steps", "3", "--out", d / "report",
+               "--data", os.path.join(MODELS, "..", "data")).stdout
+    assert "recovery PSNR" in out and "wrong-key decryption PSNR" in out
+    rep = json.load(open(d / "report" / "report.json"))
+    assert rep["n"] == 4 and 0 <= rep["agreement"] <= 1
+    assert os.path.isfile(d / "report" / "grid.png")
+
+
+def test_train_cli(workspace, tmp_path):
+    out = tmp_path / "run"
+    _run("train", "--width", "4", "--depth", "2", "--batch-size", "4", "--steps", "2", "--nae-steps", "2",
+         "--out", out, "--device", "cpu", "--no-progress", "--data", os.path.join(MODELS, "..", "data"))
+    assert os.path.isfile(out / "checkpoint.pt") and os.path.isfile(out / "metrics.jsonl")
+
+
+def test_errors_are_clean(workspace, tmp_path):
+    p = _run("decrypt", "--input", tmp_path / "missing", "--output", tmp_path / "o", "--key", workspace / "key.json",
+             "--model", workspace / "model.pt", ok=False)
+    assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
+    p = _run("encrypt", "--input", workspace / "plain", "--output", tmp_path / "o", "--key", tmp_path / "nokey",
+             "--model", workspace / "model.pt", ok=False)
+    assert p.returncode == 2 and "key file not found" in p.stderr

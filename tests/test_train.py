@@ -1,0 +1,72 @@
+"""Training loop: resume gives the uninterrupted run's next step; logs, grids, checkpoints."""
+import json
+import os
+
+import pytest
+import torch
+
+from ric_ext.data import ArrayDataset
+from ric_ext.errors import CheckpointError
+from ric_ext.models import load_ric
+from ric_ext.train import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def ds(svhn_images):
+    x, y = svhn_images
+    return ArrayDataset((x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy(), y.numpy())
+
+
+def _cfg(out, steps, **kw):
+    base = dict(width=4, depth=2, batch_size=4, steps=steps, nae_steps=2, out=str(out), log_every=1,
+                ckpt_every=2, grid_every=100, device="cpu", seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_matches_uninterrupted(tmp_path, ds, svhn_classifier):
+    full = Trainer(_cfg(tmp_path / "a", 4), dataset=ds, classifier=svhn_classifier, progress=False)
+    hist_full = full.train()
+    part = Trainer(_cfg(tmp_path / "b", 2), dataset=ds, classifier=svhn_classifier, progress=False)
+    part.train()
+    resumed = Trainer(_cfg(tmp_path / "b", 4), dataset=ds, classifier=svhn_classifier, progress=False)
+    assert resumed.step == 2
+    hist_resumed = resumed.train()
+    for a, b in zip(hist_full[2:], hist_resumed):
+        assert a["loss"] == b["loss"] and a["step"] == b["step"]
+    for (n1, p1), (n2, p2) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(p1, p2), n1
+
+
+def test_outputs_and_checkpoint_loading(tmp_path, ds, svhn_classifier):
+    out = tmp_path / "run"
+    t = Trainer(_cfg(out, 2, grid_every=2), dataset=ds, classifier=svhn_classifier, progress=False)
+    t.train()
+    lines = [json.loads(l) for l in open(out / "metrics.jsonl")]
+    assert [l["step"] for l in lines] == [1, 2]
+    assert {"loss", "mse", "cw", "psnr_train", "agree_train", "nae_s", "step_s"} <= set(lines[0])
+    assert os.path.isfile(out / "grid_0000002.png") and os.path.isfile(out / "config.json")
+    m = load_ric(out / "checkpoint.pt")
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(m.state_dict()[k], v)
+
+
+def test_loss_decreases(tmp_path, ds, svhn_classifier):
+    t = Trainer(_cfg(tmp_path / "l", 15, width=8, lr=1e-3, batch_size=8, ckpt_every=100),
+                dataset=ds, classifier=svhn_classifier, progress=False)
+    h = t.train()
+    assert sum(r["mse"] for r in h[-3:]) < sum(r["mse"] for r in h[:3])
+
+
+def test_bad_checkpoint(tmp_path, ds, svhn_classifier):
+    out = tmp_path / "bad"
+    os.makedirs(out)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        Trainer(_cfg(out, 2), dataset=ds, classifier=svhn_classifier, progress=False)
+    out2 = tmp_path / "other"
+    Trainer(_cfg(out2, 2), dataset=ds, classifier=svhn_classifier, progress=False).train()
+    with pytest.raises(CheckpointError, match="is for RIC"):
+        Trainer(_cfg(out2, 4, width=6), dataset=ds, classifier=svhn_classifier, progress=False)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_ric(tmp_path / "nope.pt")
