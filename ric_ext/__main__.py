@@ -28,8 +28,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, Trainer
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    hist = Trainer(cfg, progress=not args.no_progress).train()
-    if hist:
+    trainer = Trainer(cfg, progress=not args.no_progress)
+    hist = trainer.train()
+    if hist and trainer.rank == 0:
         last = hist[-1]
         print(f"step {last['step']}: loss {last['loss']:.4f} psnr(train batch) {last['psnr_train']:.2f} dB "
               f"agreement {last['agree_train']:.3f}; checkpoint {cfg.out}/checkpoint.pt")

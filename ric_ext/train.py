@@ -191,8 +191,13 @@ class Trainer:
         with torch.no_grad():
             agree = (logits.argmax(1) == y).float().mean()
             p = metrics.psnr(x_hat.detach().clamp(0, 1), x).clamp(max=100).mean()
-        return {"step": self.step, "loss": float(loss.detach()), "mse": float(mse.detach()), "cw": float(cw.detach()),
-                "psnr_train": float(p), "agree_train": float(agree), "nae_s": t_nae, "step_s": t_all,
+            vals = torch.stack([loss.detach(), mse.detach(), cw.detach(), p.float(), agree]).float()
+            if self.distributed:  # log the mean over ranks
+                dist.all_reduce(vals)
+                vals /= self.world
+        loss_v, mse_v, cw_v, p_v, agree_v = vals.tolist()
+        return {"step": self.step, "loss": loss_v, "mse": mse_v, "cw": cw_v, "psnr_train": p_v,
+                "agree_train": agree_v, "nae_s": t_nae, "step_s": t_all,
                 "images_per_s": x.shape[0] * self.world / t_all}
 
     # -- checkpoints -----------------------------------------------------------

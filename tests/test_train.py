@@ -70,3 +70,24 @@ def test_bad_checkpoint(tmp_path, ds, svhn_classifier):
         Trainer(_cfg(out2, 4, width=6), dataset=ds, classifier=svhn_classifier, progress=False)
     with pytest.raises(CheckpointError, match="not found"):
         load_ric(tmp_path / "nope.pt")
+
+
+def test_ddp_two_ranks_with_torchrun(tmp_path):
+    # Two CPU ranks (gloo) through torchrun: each takes half the global batch.
+    import subprocess
+    import sys
+
+    from conftest import DATA, MODELS
+
+    out = tmp_path / "ddp"
+    env = dict(os.environ, RIC_MODELS=MODELS, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29561",
+                        "-m", "ric_ext", "train", "--width", "4", "--depth", "2", "--batch-size", "4", "--steps", "2",
+                        "--nae-steps", "2", "--log-every", "1", "--out", str(out), "--device", "cpu", "--no-progress",
+                        "--data", DATA],
+                       capture_output=True, text=True, env=env, cwd=os.path.dirname(__file__), timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("step 2:") == 1  # only rank 0 reports
+    lines = [json.loads(l) for l in open(out / "metrics.jsonl")]
+    assert [l["step"] for l in lines] == [1, 2]
+    assert load_ric(out / "checkpoint.pt").config()["width"] == 4
