@@ -14,4 +14,6 @@ python3 -m pip install --no-build-isolation --no-deps -q . > "$OUT/install.log" 
 python3 -m ric_ext info | tee "$OUT/info.txt"
 timeout 240 python3 -m pytest -q tests -x 2>&1 | tail -40 | tee "$OUT/tests.log"
 timeout 200 python3 python/bench_kernels.py --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+# CPU- vs GPU-made NAEs and their effect on decryption PSNR (bundled model, 16 samples).
+timeout 120 python3 python/nae_cross_device.py --a cpu --b cuda --json "$OUT/nae_cross_device.json" 2>&1 | tail -12
 echo "done"

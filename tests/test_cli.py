@@ -11,7 +11,7 @@ from PIL import Image
 
 from ric_ext.models import save_ric
 
-from conftest import MODELS
+from conftest import MODELS, needs_shared
 
 
 def _run(*args, ok=True):
@@ -62,6 +62,7 @@ def test_keygen_encrypt_classify_decrypt(workspace):
     assert "ric-ext-key" not in p.stderr and json.load(open(d / "other.json"))["key"] not in p.stderr
 
 
+@needs_shared
 def test_evaluate_writes_report(workspace):
     d = workspace
     out = _run("evaluate", "--model", d / "model.pt", "--n", "4", "--nae-steps", "3", "--out", d / "report",
@@ -72,6 +73,7 @@ def test_evaluate_writes_report(workspace):
     assert os.path.isfile(d / "report" / "grid.png")
 
 
+@needs_shared
 def test_train_cli(workspace, tmp_path):
     out = tmp_path / "run"
     _run("train", "--width", "4", "--depth", "2", "--batch-size", "4", "--steps", "2", "--nae-steps", "2",

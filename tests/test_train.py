@@ -10,6 +10,8 @@ from ric_ext.errors import CheckpointError
 from ric_ext.models import load_ric
 from ric_ext.train import TrainConfig, Trainer
 
+from conftest import needs_shared
+
 
 @pytest.fixture(scope="module")
 def ds(svhn_images):
@@ -72,6 +74,7 @@ def test_bad_checkpoint(tmp_path, ds, svhn_classifier):
         load_ric(tmp_path / "nope.pt")
 
 
+@needs_shared
 def test_ddp_two_ranks_with_torchrun(tmp_path):
     # Two CPU ranks (gloo) through torchrun: each takes half the global batch.
     import subprocess

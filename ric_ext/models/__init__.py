@@ -2,7 +2,7 @@
 from .classifiers import (CifarResNet, Normalized, SVHNNet, fingerprint, load_cifar_resnet,
                           load_svhn_classifier)
 from .networks import RIC, Decoder, Encoder, FeatureExtractor, Trunk
-from .registry import load_classifier, load_ric, save_ric
+from .registry import bundled_model_path, load_classifier, load_ric, save_ric
 
 __all__ = ["RIC", "Decoder", "Encoder", "FeatureExtractor", "Trunk", "CifarResNet", "Normalized", "SVHNNet",
-           "fingerprint", "load_cifar_resnet", "load_svhn_classifier", "load_classifier", "load_ric", "save_ric"]
+           "fingerprint", "load_cifar_resnet", "load_svhn_classifier", "load_classifier", "load_ric", "save_ric", "bundled_model_path"]
