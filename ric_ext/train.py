@@ -66,6 +66,15 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "none"               # 'bf16': autocast the networks (mask/unmask/NAE stay float32)
 
+    def __post_init__(self) -> None:
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+        for name in ("batch_size", "steps", "log_every", "ckpt_every", "grid_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.nae_pool < 0:
+            raise ValueError(f"nae_pool must be >= 0, got {self.nae_pool}")
+
     def nae_config(self) -> NAEConfig:
         return NAEConfig(c=self.nae_c, kappa=self.nae_kappa, steps=self.nae_steps, lr=self.nae_lr)
 

@@ -94,3 +94,10 @@ def test_ddp_two_ranks_with_torchrun(tmp_path):
     lines = [json.loads(l) for l in open(out / "metrics.jsonl")]
     assert [l["step"] for l in lines] == [1, 2]
     assert load_ric(out / "checkpoint.pt").config()["width"] == 4
+
+
+def test_bf16_autocast_step(tmp_path, ds, svhn_classifier):
+    t = Trainer(_cfg(tmp_path / "amp", 1, amp="bf16"), dataset=ds, classifier=svhn_classifier, progress=False)
+    rec = t.train_step()
+    assert all(torch.isfinite(torch.tensor(rec[k])) for k in ("loss", "mse", "cw"))
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())  # master weights stay float32

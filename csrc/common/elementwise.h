@@ -71,6 +71,27 @@ RIC_HD T cw_row(const T* z, int64_t K, int64_t y, bool targeted, int64_t& jmax) 
   return targeted ? sub_rn(best, z[y]) : sub_rn(z[y], best);
 }
 
+// One row of the margin and of its gradient (shared by the CPU loop and the
+// CUDA kernel, one row per thread).
+template <typename T>
+RIC_HD T cw_margin_row(const T* z, int64_t K, int64_t y, T kappa, bool targeted) {
+  int64_t j;
+  const T g = cw_row(z, K, y, targeted, j);
+  return g < -kappa ? -kappa : g;
+}
+
+template <typename T>
+RIC_HD void cw_margin_backward_row(T grad, const T* z, int64_t K, int64_t y, T kappa, bool targeted, T* out) {
+  int64_t j;
+  const T g = cw_row(z, K, y, targeted, j);
+  for (int64_t i = 0; i < K; ++i) out[i] = T(0);
+  if (j >= 0 && g >= -kappa) {
+    const T s = targeted ? grad : -grad;
+    out[j] = s;
+    out[y] = -s;
+  }
+}
+
 // Constants of one Adam step, computed on the host in double exactly as
 // torch.optim.Adam (single-tensor path) computes its Python scalars.
 struct AdamConst {

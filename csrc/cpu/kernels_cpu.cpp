@@ -213,32 +213,17 @@ void unmask_u8(const uint8_t* c, const T* z, T* out, int64_t n, T b, T inv) {
 }
 
 template <typename T>
-void cw_margin(const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K, T kappa,
-                   bool targeted) {
+void cw_margin(const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K, T kappa, bool targeted) {
 #pragma omp parallel for schedule(static) if (rows * K > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t j;
-    const T g = cw_row(logits + r * K, K, labels[r], targeted, j);
-    out[r] = g < -kappa ? -kappa : g;
-  }
+  for (int64_t r = 0; r < rows; ++r) out[r] = cw_margin_row(logits + r * K, K, labels[r], kappa, targeted);
 }
 
 template <typename T>
-void cw_margin_backward(const T* grad, const T* logits, const int64_t* labels, T* out, int64_t rows,
-                            int64_t K, T kappa, bool targeted) {
+void cw_margin_backward(const T* grad, const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K,
+                        T kappa, bool targeted) {
 #pragma omp parallel for schedule(static) if (rows * K > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t j;
-    const int64_t y = labels[r];
-    const T g = cw_row(logits + r * K, K, y, targeted, j);
-    T* o = out + r * K;
-    for (int64_t i = 0; i < K; ++i) o[i] = T(0);
-    if (j >= 0 && g >= -kappa) {
-      const T s = targeted ? grad[r] : -grad[r];
-      o[j] = s;
-      o[y] = -s;
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    cw_margin_backward_row(grad[r], logits + r * K, K, labels[r], kappa, targeted, out + r * K);
 }
 
 namespace {

@@ -236,29 +236,16 @@ __global__ void unmask_u8_kernel(const uint8_t* __restrict__ c, const T* __restr
 template <typename T>
 __global__ void cw_margin_kernel(const T* __restrict__ logits, const int64_t* __restrict__ labels,
                                  T* __restrict__ out, int64_t rows, int64_t K, T kappa, bool targeted) {
-  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x) {
-    int64_t j;
-    const T g = cw_row(logits + r * K, K, labels[r], targeted, j);
-    out[r] = g < -kappa ? -kappa : g;
-  }
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x)
+    out[r] = cw_margin_row(logits + r * K, K, labels[r], kappa, targeted);
 }
 
 template <typename T>
 __global__ void cw_margin_backward_kernel(const T* __restrict__ grad, const T* __restrict__ logits,
                                           const int64_t* __restrict__ labels, T* __restrict__ out, int64_t rows,
                                           int64_t K, T kappa, bool targeted) {
-  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x) {
-    int64_t j;
-    const int64_t y = labels[r];
-    const T g = cw_row(logits + r * K, K, y, targeted, j);
-    T* o = out + r * K;
-    for (int64_t i = 0; i < K; ++i) o[i] = T(0);
-    if (j >= 0 && g >= -kappa) {
-      const T s = targeted ? grad[r] : -grad[r];
-      o[j] = s;
-      o[y] = -s;
-    }
-  }
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x)
+    cw_margin_backward_row(grad[r], logits + r * K, K, labels[r], kappa, targeted, out + r * K);
 }
 
 template <typename T>
