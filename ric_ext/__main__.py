@@ -60,42 +60,6 @@ def _nae_from_args(args: argparse.Namespace):
     return NAEConfig(c=args.nae_c, kappa=args.nae_kappa, steps=args.nae_steps, lr=args.nae_lr)
 
 
-def _image_files(path: str) -> list:
-    import os
-
-    from .data import IMAGE_EXTENSIONS
-
-    if os.path.isfile(path):
-        return [path]
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"input not found: {path}")
-    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not files:
-        raise FileNotFoundError(f"no images under {path}")
-    return files
-
-
-def _outputs(files: list, inp: str, out: str) -> list:
-    """Output path per input: <out>/<relative path with .png>; refuses to overwrite anything."""
-    import os
-
-    base = inp if os.path.isdir(inp) else os.path.dirname(inp)
-    outs = [os.path.join(out, os.path.splitext(os.path.relpath(f, base))[0] + ".png") for f in files]
-    clash = [o for o in outs if os.path.exists(o)]
-    if clash:
-        raise FileExistsError(f"refusing to overwrite {len(clash)} existing file(s), e.g. {clash[0]}; "
-                              "choose an empty output folder")
-    return outs
-
-
-def _progress(items, desc: str, enabled: bool):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="img")
-
-
 def _cipher(args: argparse.Namespace):
     from .cipher import Cipher
     from .keys import Key
@@ -127,29 +91,18 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_encrypt(args: argparse.Namespace) -> int:
-    from .data import load_image
-    from .fileformat import write_png
+    from .folders import encrypt_folder
 
-    cipher = _cipher(args)
-    files = _image_files(args.input)
-    outs = _outputs(files, args.input, args.output)
-    for f, o in _progress(list(zip(files, outs)), "encrypt", not args.no_progress):
-        x = load_image(f, cipher.model.channels).unsqueeze(0)
-        write_png(o, cipher.encrypt(x), cipher.key)
-    print(f"encrypted {len(files)} image(s) into {args.output}")
+    n = encrypt_folder(_cipher(args), args.input, args.output, progress=not args.no_progress)
+    print(f"encrypted {n} image(s) into {args.output}")
     return 0
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
-    from .data import save_image
-    from .fileformat import read_png
+    from .folders import decrypt_folder
 
-    cipher = _cipher(args)
-    files = _image_files(args.input)
-    outs = _outputs(files, args.input, args.output)
-    for f, o in _progress(list(zip(files, outs)), "decrypt", not args.no_progress):
-        save_image(o, cipher.decrypt(read_png(f, cipher.key))[0])
-    print(f"decrypted {len(files)} image(s) into {args.output}")
+    n = decrypt_folder(_cipher(args), args.input, args.output, progress=not args.no_progress)
+    print(f"decrypted {n} image(s) into {args.output}")
     return 0
 
 
@@ -157,11 +110,12 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     import torch
 
     from .data import load_image
+    from .folders import image_files
     from .models.registry import load_classifier
 
     dev = _device(args.device)
     clf = load_classifier(args.classifier, args.models).to(dev)
-    for f in _image_files(args.input):
+    for f in image_files(args.input):
         with torch.no_grad():
             label = int(clf(load_image(f).unsqueeze(0).to(dev)).argmax(1))
         print(f"{f}\t{label}")
