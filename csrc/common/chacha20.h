@@ -25,9 +25,9 @@ RIC_HD void chacha20_block(const uint32_t key[8], uint32_t counter, const uint32
                     key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
                     counter, nonce[0], nonce[1], nonce[2]};
   uint32_t x[16];
-#pragma unroll
+RIC_UNROLL
   for (int i = 0; i < 16; ++i) x[i] = s[i];
-#pragma unroll
+RIC_UNROLL
   for (int r = 0; r < 10; ++r) {
     RIC_CHACHA_QR(x[0], x[4], x[8], x[12]);
     RIC_CHACHA_QR(x[1], x[5], x[9], x[13]);
@@ -38,7 +38,7 @@ RIC_HD void chacha20_block(const uint32_t key[8], uint32_t counter, const uint32
     RIC_CHACHA_QR(x[2], x[7], x[8], x[13]);
     RIC_CHACHA_QR(x[3], x[4], x[9], x[14]);
   }
-#pragma unroll
+RIC_UNROLL
   for (int i = 0; i < 16; ++i) out[i] = x[i] + s[i];
 }
 #undef RIC_CHACHA_QR

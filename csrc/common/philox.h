@@ -14,7 +14,7 @@ RIC_HD void mulhilo32(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
 RIC_HD void philox4x32_10(const uint32_t ctr_in[4], const uint32_t key_in[2], uint32_t out[4]) {
   uint32_t c0 = ctr_in[0], c1 = ctr_in[1], c2 = ctr_in[2], c3 = ctr_in[3];
   uint32_t k0 = key_in[0], k1 = key_in[1];
-#pragma unroll
+RIC_UNROLL
   for (int r = 0; r < 10; ++r) {
     if (r > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
     uint32_t hi0, lo0, hi1, lo1;
@@ -34,7 +34,7 @@ RIC_HD void dither4(uint64_t group, uint64_t seed, uint64_t offset, float u[4]) 
   const uint32_t key[2] = {uint32_t(seed), uint32_t(seed >> 32)};
   uint32_t w[4];
   philox4x32_10(ctr, key, w);
-#pragma unroll
+RIC_UNROLL
   for (int k = 0; k < 4; ++k) u[k] = float(w[k] >> 8) * 5.9604644775390625e-08f - 0.5f;
 }
 

@@ -13,6 +13,12 @@
 #else
 #define RIC_HD inline
 #endif
+// Unrolling hint for the device pass only (host compilers warn on it).
+#if defined(__CUDA_ARCH__)
+#define RIC_UNROLL _Pragma("unroll")
+#else
+#define RIC_UNROLL
+#endif
 
 namespace ric {
 
