@@ -75,7 +75,7 @@ def _decode(data: bytes, size: Optional[int], channels: int) -> np.ndarray:
         img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
         if s != size:
             img = img.resize((size, size), Image.BICUBIC)
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
     return arr[..., None] if arr.ndim == 2 else arr
 
 

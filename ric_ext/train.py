@@ -98,7 +98,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, dataset=None, classifier=None, progress: bool = True):
         self.cfg = cfg = config
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        if self.distributed and not dist.is_initialized():
+        self._owns_process_group = self.distributed and not dist.is_initialized()
+        if self._owns_process_group:
             dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
@@ -282,4 +283,10 @@ class Trainer:
                 self.save_grid(os.path.join(cfg.out, f"grid_{self.step:07d}.png"))
         if bar is not None:
             bar.close()
+        if self._owns_process_group:
+            # Tear down the group we created: a rank exiting with live gloo/NCCL
+            # threads can abort ("terminate called without an active exception").
+            dist.barrier()
+            dist.destroy_process_group()
+            self._owns_process_group = False
         return history
