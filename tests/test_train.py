@@ -82,9 +82,14 @@ def test_ddp_two_ranks_with_torchrun(tmp_path):
 
     from conftest import DATA, MODELS
 
+    import socket
+
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     out = tmp_path / "ddp"
     env = dict(os.environ, RIC_MODELS=MODELS, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29561",
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                         "-m", "ric_ext", "train", "--width", "4", "--depth", "2", "--batch-size", "4", "--steps", "2",
                         "--nae-steps", "2", "--log-every", "1", "--out", str(out), "--device", "cpu", "--no-progress",
                         "--data", DATA],
