@@ -23,3 +23,13 @@ def test_demo_end_to_end(tmp_path):
     assert float(lines["wrong-key decryption PSNR"].split()[0]) < 15.0
     assert float(lines["ciphertext vs plaintext PSNR"].split()[0]) < 15.0
     assert os.path.isfile(tmp_path / "demo" / "grid.png")
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, BUNDLED_MODEL)), reason="bundled model not installed")
+def test_readme_python_example_runs(capsys):
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    block = readme.split("## Python API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["x_hat"].shape == scope["x"].shape
+    assert bool((scope["cipher"].classify(scope["ct"]) == scope["ct"].labels).all())
