@@ -74,11 +74,11 @@ def test_grad_wrt_adv_applies_chain_rule():
     torch.testing.assert_close(w, w2, rtol=1e-6, atol=1e-6)  # chain rule rounded differently
 
 
-def test_opcheck():
-    w, m, v = _state((3, 17))
+def test_opcheck(device):
+    w, m, v = _state((3, 17), device=device)
     torch.library.opcheck(torch.ops.ric.adam_tanh_step_.default,
-                          (w, m, v, torch.randn(3, 17), torch.ones(3, dtype=torch.bool), 1, 0.01, 0.9, 0.999, 1e-8,
-                           False))
+                          (w, m, v, torch.randn(3, 17, device=device), torch.ones(3, dtype=torch.bool, device=device),
+                           1, 0.01, 0.9, 0.999, 1e-8, False))
 
 
 def test_compile_fullgraph():

@@ -50,13 +50,13 @@ def test_gradcheck_float64(targeted, gen):
     assert torch.autograd.gradcheck(lambda x: ops.cw_margin(x, labels, 3.0, targeted=targeted), (logits,))
 
 
-def test_opcheck():
-    logits = torch.randn(6, 10, requires_grad=True)
-    labels = torch.randint(0, 10, (6,))
+def test_opcheck(device):
+    logits = torch.randn(6, 10, device=device, requires_grad=True)
+    labels = torch.randint(0, 10, (6,), device=device)
     torch.library.opcheck(torch.ops.ric.cw_margin.default, (logits, labels, 5.0, True))
     torch.library.opcheck(torch.ops.ric.cw_margin.default, (logits, labels, 0.0, False))
     torch.library.opcheck(torch.ops.ric.cw_margin_backward.default,
-                          (torch.randn(6), logits.detach(), labels, 5.0, True))
+                          (torch.randn(6, device=device), logits.detach(), labels, 5.0, True))
 
 
 def test_compile_fullgraph(gen):

@@ -169,9 +169,9 @@ def test_key_never_in_error_messages():
     assert secret.hex() not in str(exc.value) and repr(secret) not in str(exc.value)
 
 
-def test_opcheck_keystream_ops():
-    nonces = torch.randint(0, 256, (3, 12), dtype=torch.uint8)
-    key = torch.arange(32, dtype=torch.uint8)
+def test_opcheck_keystream_ops(device):
+    nonces = torch.randint(0, 256, (3, 12), dtype=torch.uint8, device=device)
+    key = torch.arange(32, dtype=torch.uint8, device=device)
     torch.library.opcheck(torch.ops.ric.keyed_uniform.default, (key, nonces, 50, 0, False))
     torch.library.opcheck(torch.ops.ric.keyed_uniform.default, (key, nonces, 50, 0, True))
     torch.library.opcheck(torch.ops.ric.chacha20_keystream.default, (key, nonces, 100, 1))

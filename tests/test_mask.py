@@ -146,10 +146,10 @@ def test_unmask_gradcheck_float64(gen):
     assert torch.autograd.gradcheck(lambda b: ops.unmask(u8, b, 0.8), (zz,))
 
 
-def test_opcheck_mask_ops(gen):
-    e, z = _pair((2, 3, 5, 7), torch.float32, "cpu", gen)
+def test_opcheck_mask_ops(gen, device):
+    e, z = _pair((2, 3, 5, 7), torch.float32, device, gen)
     e.requires_grad_(), z.requires_grad_()
-    seed = torch.tensor([5, 6])
+    seed = torch.tensor([5, 6], device=device)
     for mode in (0, 1, 2):
         torch.library.opcheck(torch.ops.ric.mask.default, (e, z, 0.8, mode, seed if mode == 1 else None))
     torch.library.opcheck(torch.ops.ric.mask_uint8.default, (e.detach(), z.detach(), 0.8))
