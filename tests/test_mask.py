@@ -240,3 +240,23 @@ def test_bad_arguments_name_the_argument():
     else:
         with pytest.raises(ValueError, match="meta"):
             ops.mask(e, z.to("meta"))
+
+
+def test_raw_op_device_check():
+    from ric_ext.ops import _validate
+
+    e = torch.rand(4)
+    with pytest.raises(ValueError, match="z is on meta but e is on cpu"):
+        _validate.raw_op_args(e=e, z=e.to("meta"), seed=None)
+
+
+@needs_cuda
+def test_raw_ops_reject_device_mix():
+    # Callers of torch.ops.ric.* skip the functional API's checks; the ops
+    # still refuse tensors on different devices instead of reading bad memory.
+    e = torch.rand(4)
+    with pytest.raises(ValueError, match="device"):
+        torch.ops.ric.mask(e, e.cuda(), 0.8, 2, None)
+    with pytest.raises(ValueError, match="device"):
+        torch.ops.ric.keyed_uniform(torch.zeros(32, dtype=torch.uint8),
+                                    torch.zeros(1, 12, dtype=torch.uint8, device="cuda"), 4, 0, False)

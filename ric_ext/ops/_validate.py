@@ -68,3 +68,10 @@ def can_sync() -> bool:
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
         return False
     return True
+
+
+def raw_op_args(**named: Optional[torch.Tensor]) -> None:
+    """Cheap checks inside the custom ops themselves, for callers of ``torch.ops.ric.*``
+    that skip the functional API: one device for all tensors, so a kernel never
+    dereferences a pointer from another device."""
+    same_device(**named)

@@ -20,6 +20,9 @@ from . import _torch_impl, _validate
 @torch.library.custom_op("ric::adam_tanh_step_", mutates_args=("w", "m", "v"))
 def _adam_op(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, active: torch.Tensor,
              step: int, lr: float, beta1: float, beta2: float, eps: float, grad_wrt_adv: bool) -> torch.Tensor:
+    _validate.raw_op_args(w=w, m=m, v=v, grad=grad, active=active)
+    if not (w.is_contiguous() and m.is_contiguous() and v.is_contiguous()):
+        raise ValueError("w, m and v must be contiguous (they are updated in place)")
     grad, active = grad.contiguous(), active.contiguous()
     adv = torch.empty_like(w)
     dev, stream = _native.device_args(w)

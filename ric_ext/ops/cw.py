@@ -25,6 +25,7 @@ def _launch(name: str, like: torch.Tensor, *args) -> None:
 
 @torch.library.custom_op("ric::cw_margin", mutates_args=())
 def _cw_op(logits: torch.Tensor, labels: torch.Tensor, kappa: float, targeted: bool) -> torch.Tensor:
+    _validate.raw_op_args(logits=logits, labels=labels)
     logits, labels = logits.contiguous(), labels.contiguous()
     out = logits.new_empty((logits.shape[0],))
     _launch("cw_margin", logits, logits.data_ptr(), labels.data_ptr(), out.data_ptr(), logits.shape[0],
@@ -40,6 +41,7 @@ def _(logits, labels, kappa, targeted):
 @torch.library.custom_op("ric::cw_margin_backward", mutates_args=())
 def _cw_backward_op(grad: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, kappa: float,
                     targeted: bool) -> torch.Tensor:
+    _validate.raw_op_args(grad=grad, logits=logits, labels=labels)
     grad, logits, labels = grad.contiguous(), logits.contiguous(), labels.contiguous()
     out = torch.empty_like(logits)
     _launch("cw_margin_backward", logits, grad.data_ptr(), logits.data_ptr(), labels.data_ptr(), out.data_ptr(),

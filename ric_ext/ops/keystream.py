@@ -18,6 +18,7 @@ KeyLike = Union[bytes, bytearray, torch.Tensor]
 
 @torch.library.custom_op("ric::chacha20_keystream", mutates_args=())
 def _keystream_op(key: torch.Tensor, nonces: torch.Tensor, nbytes: int, counter: int) -> torch.Tensor:
+    _validate.raw_op_args(key=key, nonces=nonces)
     out = torch.empty((nonces.shape[0], nbytes), dtype=torch.uint8, device=nonces.device)
     dev, stream = _native.device_args(out)
     _native._C.keystream_bytes(dev, stream, key.data_ptr(), nonces.data_ptr(), out.data_ptr(),
@@ -32,6 +33,7 @@ def _(key, nonces, nbytes, counter):
 
 @torch.library.custom_op("ric::keyed_uniform", mutates_args=())
 def _uniform_op(key: torch.Tensor, nonces: torch.Tensor, n: int, counter: int, tanh_space: bool) -> torch.Tensor:
+    _validate.raw_op_args(key=key, nonces=nonces)
     out = torch.empty((nonces.shape[0], n), dtype=torch.float32, device=nonces.device)
     dev, stream = _native.device_args(out)
     _native._C.keyed_uniform(dev, stream, key.data_ptr(), nonces.data_ptr(), out.data_ptr(),

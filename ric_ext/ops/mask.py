@@ -31,6 +31,7 @@ def _launch(name: str, like: torch.Tensor, *args) -> None:
 
 @torch.library.custom_op("ric::mask", mutates_args=())
 def _mask_op(e: torch.Tensor, z: torch.Tensor, lam: float, mode: int, seed: Optional[torch.Tensor]) -> torch.Tensor:
+    _validate.raw_op_args(e=e, z=z, seed=seed)
     e, z = e.contiguous(), z.contiguous()
     out = torch.empty_like(e)
     _launch("mask", e, e.data_ptr(), z.data_ptr(), out.data_ptr(), e.numel(), lam, mode, _native.ptr(seed))
@@ -45,6 +46,7 @@ def _(e, z, lam, mode, seed):
 @torch.library.custom_op("ric::mask_backward", mutates_args=())
 def _mask_backward_op(grad: torch.Tensor, e: torch.Tensor, z: torch.Tensor, lam: float, mode: int,
                       seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    _validate.raw_op_args(grad=grad, e=e, z=z, seed=seed)
     grad, e, z = grad.contiguous(), e.contiguous(), z.contiguous()
     ge, gz = torch.empty_like(e), torch.empty_like(e)
     _launch("mask_backward", e, grad.data_ptr(), e.data_ptr(), z.data_ptr(), ge.data_ptr(), gz.data_ptr(),
@@ -75,6 +77,7 @@ _mask_op.register_autograd(_mask_bwd, setup_context=_mask_setup)
 
 @torch.library.custom_op("ric::mask_uint8", mutates_args=())
 def _mask_u8_op(e: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
+    _validate.raw_op_args(e=e, z=z)
     e, z = e.contiguous(), z.contiguous()
     out = torch.empty(e.shape, dtype=torch.uint8, device=e.device)
     _launch("mask_u8", e, e.data_ptr(), z.data_ptr(), out.data_ptr(), e.numel(), lam)
@@ -88,6 +91,7 @@ def _(e, z, lam):
 
 @torch.library.custom_op("ric::unmask", mutates_args=())
 def _unmask_op(c: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
+    _validate.raw_op_args(c=c, z=z)
     c, z = c.contiguous(), z.contiguous()
     out = torch.empty_like(z)
     _launch("unmask", z, c.data_ptr(), c.dtype == torch.uint8, z.data_ptr(), out.data_ptr(), z.numel(), lam)
