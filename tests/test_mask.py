@@ -260,3 +260,20 @@ def test_raw_ops_reject_device_mix():
     with pytest.raises(ValueError, match="device"):
         torch.ops.ric.keyed_uniform(torch.zeros(32, dtype=torch.uint8),
                                     torch.zeros(1, 12, dtype=torch.uint8, device="cuda"), 4, 0, False)
+
+
+def test_raw_ops_check_shapes():
+    e = torch.rand(4)
+    with pytest.raises(ValueError, match="shape"):
+        torch.ops.ric.mask(e, torch.rand(5), 0.8, 2, None)
+    with pytest.raises(ValueError, match="seed"):
+        torch.ops.ric.mask(e, e, 0.8, 1, None)
+    with pytest.raises(ValueError, match="labels"):
+        torch.ops.ric.cw_margin(torch.rand(3, 4), torch.zeros(2, dtype=torch.int64), 0.0, True)
+    with pytest.raises(ValueError, match="active"):
+        w = torch.zeros(3, 4)
+        torch.ops.ric.adam_tanh_step_(w, w.clone(), w.clone(), w.clone(), torch.ones(2, dtype=torch.bool), 1, 0.01,
+                                      0.9, 0.999, 1e-8, False)
+    with pytest.raises(ValueError, match="key"):
+        torch.ops.ric.keyed_uniform(torch.zeros(31, dtype=torch.uint8), torch.zeros(1, 12, dtype=torch.uint8), 4, 0,
+                                    False)

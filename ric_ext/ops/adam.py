@@ -23,6 +23,8 @@ def _adam_op(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tens
     _validate.raw_op_args(w=w, m=m, v=v, grad=grad, active=active)
     if not (w.is_contiguous() and m.is_contiguous() and v.is_contiguous()):
         raise ValueError("w, m and v must be contiguous (they are updated in place)")
+    if not (w.shape == m.shape == v.shape == grad.shape) or w.dim() < 1 or active.numel() != w.shape[0]:
+        raise ValueError("w, m, v, grad must share one shape (B, ...) and active must have B elements")
     grad, active = grad.contiguous(), active.contiguous()
     adv = torch.empty_like(w)
     dev, stream = _native.device_args(w)

@@ -23,9 +23,15 @@ def _launch(name: str, like: torch.Tensor, *args) -> None:
     getattr(_native._C, name)(_native.dtype_name(like), dev, stream, *args)
 
 
+def _check_raw(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    if logits.dim() != 2 or labels.shape != (logits.shape[0],) or labels.dtype != torch.int64:
+        raise ValueError(f"need logits (B, K) and int64 labels (B,), got {tuple(logits.shape)} and {tuple(labels.shape)}")
+
+
 @torch.library.custom_op("ric::cw_margin", mutates_args=())
 def _cw_op(logits: torch.Tensor, labels: torch.Tensor, kappa: float, targeted: bool) -> torch.Tensor:
     _validate.raw_op_args(logits=logits, labels=labels)
+    _check_raw(logits, labels)
     logits, labels = logits.contiguous(), labels.contiguous()
     out = logits.new_empty((logits.shape[0],))
     _launch("cw_margin", logits, logits.data_ptr(), labels.data_ptr(), out.data_ptr(), logits.shape[0],
@@ -42,6 +48,9 @@ def _(logits, labels, kappa, targeted):
 def _cw_backward_op(grad: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, kappa: float,
                     targeted: bool) -> torch.Tensor:
     _validate.raw_op_args(grad=grad, logits=logits, labels=labels)
+    _check_raw(logits, labels)
+    if grad.shape != (logits.shape[0],):
+        raise ValueError(f"grad must have shape ({logits.shape[0]},), got {tuple(grad.shape)}")
     grad, logits, labels = grad.contiguous(), logits.contiguous(), labels.contiguous()
     out = torch.empty_like(logits)
     _launch("cw_margin_backward", logits, grad.data_ptr(), logits.data_ptr(), labels.data_ptr(), out.data_ptr(),

@@ -16,9 +16,17 @@ from . import _torch_impl, _validate
 KeyLike = Union[bytes, bytearray, torch.Tensor]
 
 
+def _check_raw(key: torch.Tensor, nonces: torch.Tensor) -> None:
+    if key.dtype != torch.uint8 or key.numel() != 32:
+        raise ValueError("key must be 32 uint8 values")
+    if nonces.dtype != torch.uint8 or nonces.dim() != 2 or nonces.shape[1] != 12:
+        raise ValueError(f"nonces must be a (B, 12) uint8 tensor, got {tuple(nonces.shape)}")
+
+
 @torch.library.custom_op("ric::chacha20_keystream", mutates_args=())
 def _keystream_op(key: torch.Tensor, nonces: torch.Tensor, nbytes: int, counter: int) -> torch.Tensor:
     _validate.raw_op_args(key=key, nonces=nonces)
+    _check_raw(key, nonces)
     out = torch.empty((nonces.shape[0], nbytes), dtype=torch.uint8, device=nonces.device)
     dev, stream = _native.device_args(out)
     _native._C.keystream_bytes(dev, stream, key.data_ptr(), nonces.data_ptr(), out.data_ptr(),
@@ -34,6 +42,7 @@ def _(key, nonces, nbytes, counter):
 @torch.library.custom_op("ric::keyed_uniform", mutates_args=())
 def _uniform_op(key: torch.Tensor, nonces: torch.Tensor, n: int, counter: int, tanh_space: bool) -> torch.Tensor:
     _validate.raw_op_args(key=key, nonces=nonces)
+    _check_raw(key, nonces)
     out = torch.empty((nonces.shape[0], n), dtype=torch.float32, device=nonces.device)
     dev, stream = _native.device_args(out)
     _native._C.keyed_uniform(dev, stream, key.data_ptr(), nonces.data_ptr(), out.data_ptr(),

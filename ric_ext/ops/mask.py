@@ -29,9 +29,19 @@ def _launch(name: str, like: torch.Tensor, *args) -> None:
     getattr(_native._C, name)(_native.dtype_name(like), dev, stream, *args)
 
 
+def _check_raw(e: torch.Tensor, z: torch.Tensor, mode: int, seed) -> None:
+    """Shape checks the kernels rely on (cheap; also guards direct torch.ops.ric callers)."""
+    _validate.same_shape("e", e, "z", z)
+    if mode not in (0, 1, 2):
+        raise ValueError(f"mode must be 0 (none), 1 (train) or 2 (eval), got {mode}")
+    if mode == 1 and (seed is None or seed.dtype != torch.int64 or seed.numel() != 2):
+        raise ValueError("quantize='train' needs an int64 seed tensor of 2 elements")
+
+
 @torch.library.custom_op("ric::mask", mutates_args=())
 def _mask_op(e: torch.Tensor, z: torch.Tensor, lam: float, mode: int, seed: Optional[torch.Tensor]) -> torch.Tensor:
     _validate.raw_op_args(e=e, z=z, seed=seed)
+    _check_raw(e, z, mode, seed)
     e, z = e.contiguous(), z.contiguous()
     out = torch.empty_like(e)
     _launch("mask", e, e.data_ptr(), z.data_ptr(), out.data_ptr(), e.numel(), lam, mode, _native.ptr(seed))
@@ -47,6 +57,8 @@ def _(e, z, lam, mode, seed):
 def _mask_backward_op(grad: torch.Tensor, e: torch.Tensor, z: torch.Tensor, lam: float, mode: int,
                       seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     _validate.raw_op_args(grad=grad, e=e, z=z, seed=seed)
+    _check_raw(e, z, mode, seed)
+    _validate.same_shape("grad", grad, "e", e)
     grad, e, z = grad.contiguous(), e.contiguous(), z.contiguous()
     ge, gz = torch.empty_like(e), torch.empty_like(e)
     _launch("mask_backward", e, grad.data_ptr(), e.data_ptr(), z.data_ptr(), ge.data_ptr(), gz.data_ptr(),
@@ -78,6 +90,7 @@ _mask_op.register_autograd(_mask_bwd, setup_context=_mask_setup)
 @torch.library.custom_op("ric::mask_uint8", mutates_args=())
 def _mask_u8_op(e: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
     _validate.raw_op_args(e=e, z=z)
+    _check_raw(e, z, 2, None)
     e, z = e.contiguous(), z.contiguous()
     out = torch.empty(e.shape, dtype=torch.uint8, device=e.device)
     _launch("mask_u8", e, e.data_ptr(), z.data_ptr(), out.data_ptr(), e.numel(), lam)
@@ -92,6 +105,7 @@ def _(e, z, lam):
 @torch.library.custom_op("ric::unmask", mutates_args=())
 def _unmask_op(c: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
     _validate.raw_op_args(c=c, z=z)
+    _validate.same_shape("c", c, "z", z)
     c, z = c.contiguous(), z.contiguous()
     out = torch.empty_like(z)
     _launch("unmask", z, c.data_ptr(), c.dtype == torch.uint8, z.data_ptr(), out.data_ptr(), z.numel(), lam)
