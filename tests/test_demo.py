@@ -17,7 +17,7 @@ def test_demo_end_to_end(tmp_path):
     lines = {k.strip(): v.strip() for k, v in lines.items()}
     # Needs nothing outside the package (no ../shared): classifier, weights and samples are bundled.
     assert lines["label agreement (cipher vs plain)"] == "100.00%"
-    # The bundled model's measured quality on these 16 images is ~30 dB (NOTES.md);
+    # The bundled model's measured quality on these 16 images is ~37 dB (NOTES.md);
     # a floor well below it catches a broken model or pipeline, not noise.
     assert float(lines["recovery PSNR"].split()[0]) > 25.0
     assert float(lines["wrong-key decryption PSNR"].split()[0]) < 15.0
