@@ -8,6 +8,7 @@ with each.
 
     python python/nae_cross_device.py --a cpu --b cuda            # on a GPU machine
     python python/nae_cross_device.py --a cpu --b cpu --b-backend torch   # CPU-only proxy
+    python python/nae_cross_device.py --a cpu --b cpu --single            # batch vs one image at a time
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def main() -> None:
     p.add_argument("--models", default=None, help="classifier folder (default: RIC_MODELS, ../shared/models, bundled)")
     p.add_argument("--n", type=int, default=16, help="images (bundled samples, or SVHN paper split with --data)")
     p.add_argument("--data", default=None)
+    p.add_argument("--single", action="store_true", help="regenerate the b NAEs one image at a time")
     p.add_argument("--json", default=None)
     args = p.parse_args()
 
@@ -52,12 +54,16 @@ def main() -> None:
     z_a = ca.nae(key.noise_key, ct.nonces, ct.labels, x.shape[1:]).cpu()
 
     gen_b = NAEGenerator(load_classifier("svhn", args.models).to(args.b), cfg, backend=args.b_backend)
-    z_b = gen_b(key.noise_key, ct.nonces, ct.labels, x.shape[1:]).cpu()
+    if args.single:
+        z_b = torch.cat([gen_b(key.noise_key, ct.nonces[i:i + 1], ct.labels[i:i + 1], x.shape[1:]).cpu()
+                         for i in range(len(ct))])
+    else:
+        z_b = gen_b(key.noise_key, ct.nonces, ct.labels, x.shape[1:]).cpu()
     model_a = ca.model
     with torch.no_grad():
         x_b = model_a.decrypt(ct.pixels.to(args.a), z_b.to(args.a)).cpu()
     d = (z_a - z_b).abs()
-    res = {"a": args.a, "b": args.b, "b_backend": args.b_backend, "n": int(x.shape[0]),
+    res = {"a": args.a, "b": args.b, "b_backend": args.b_backend, "single": args.single, "n": int(x.shape[0]),
            "max_abs_dz": float(d.max()), "mean_abs_dz": float(d.mean()),
            "psnr_with_a": float(metrics.psnr(x_a, x).mean()), "psnr_with_b": float(metrics.psnr(x_b, x).mean()),
            "psnr_a_vs_b": float(metrics.psnr(x_a, x_b).clamp(max=200).mean())}
