@@ -177,5 +177,6 @@ def dataset(name: str, split: str = "train", data: Optional[PathLike] = None, si
 
 
 def stack(ds: Dataset, indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Items ``indices`` of a dataset as one (N, C, H, W) image tensor and an int64 label tensor."""
     items = [ds[i] for i in indices]
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.int64)

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import os
-from typing import Iterable, List, Union
+from typing import Union
 
 import numpy as np
 import torch
@@ -98,6 +98,3 @@ def read_png(path: PathLike, key: Key) -> Ciphertext:
     return Ciphertext(torch.from_numpy(pix).unsqueeze(0), torch.tensor([list(nonce)], dtype=torch.uint8),
                       torch.tensor([label], dtype=torch.int64), common)
 
-
-def read_pngs(paths: Iterable[PathLike], key: Key) -> List[Ciphertext]:
-    return [read_png(p, key) for p in paths]
