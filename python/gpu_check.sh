@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared device check for a lent GPU machine (see DEVELOPERS.md):
 # build with the machine's own torch/nvcc, run the whole test suite (CUDA
-# tests included) and the CUDA + CPU benchmarks, and leave logs under $OUT.
+# tests included), the CUDA kernel benchmark and the CPU-vs-GPU NAE
+# comparison, and leave logs and JSON under $OUT.
 #   run: bash python/gpu_check.sh      (timeout_s 580: build ~40 s + tests 180 + bench 260 + NAE 60)
 set -uo pipefail
 OUT="${OUT:-/tmp/ric_out}"
