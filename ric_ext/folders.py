@@ -7,9 +7,11 @@ paths are checked before any work starts (and again at each write).
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Tuple, Union
 
-from .cipher import Cipher
+import torch
+
+from .cipher import Cipher, Ciphertext
 from .data import IMAGE_EXTENSIONS, load_image, save_image
 from .fileformat import read_png, write_png
 
@@ -44,26 +46,48 @@ def plan_outputs(inp: PathLike, out: PathLike) -> List[Tuple[str, str]]:
     return list(zip(files, outs))
 
 
-def _progress(items: list, desc: str, enabled: bool) -> Iterable:
-    if not enabled:
-        return items
+def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="img")
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled)
+
+
+def _groups(pairs: List[Tuple[str, str]], load: Callable, batch_size: int) -> Iterator[tuple]:
+    """Chunks of up to ``batch_size`` files, loaded and grouped by image shape (so each group is one batch)."""
+    for i in range(0, len(pairs), batch_size):
+        by_shape: Dict[tuple, list] = {}
+        for f, o in pairs[i:i + batch_size]:
+            item = load(f)
+            by_shape.setdefault(tuple(_shape(item)), []).append((item, o))
+        yield from by_shape.values()
+
+
+def _shape(item) -> tuple:
+    return tuple(item.shape) if isinstance(item, torch.Tensor) else (tuple(item.pixels.shape), repr(item.header))
 
 
 def encrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bool = True) -> int:
-    """Encrypt an image file or folder into ciphertext PNGs; returns the number of files."""
+    """Encrypt an image file or folder into ciphertext PNGs (batched by image size); returns the number of files."""
     pairs = plan_outputs(inp, out)
-    for f, o in _progress(pairs, "encrypt", progress):
-        x = load_image(f, cipher.model.channels).unsqueeze(0)
-        write_png(o, cipher.encrypt(x), cipher.key)
+    with _progress(len(pairs), "encrypt", progress) as bar:
+        for group in _groups(pairs, lambda f: load_image(f, cipher.model.channels), cipher.batch_size):
+            ct = cipher.encrypt(torch.stack([x for x, _ in group]))
+            for i, (_, o) in enumerate(group):
+                write_png(o, ct[i], cipher.key)
+            bar.update(len(group))
     return len(pairs)
 
 
 def decrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bool = True) -> int:
-    """Decrypt a ciphertext PNG or folder of them into 8-bit PNG images; returns the number of files."""
+    """Decrypt a ciphertext PNG or folder of them into 8-bit PNG images; returns the number of files.
+
+    Every file is authenticated before anything is decrypted from its batch.
+    """
     pairs = plan_outputs(inp, out)
-    for f, o in _progress(pairs, "decrypt", progress):
-        save_image(o, cipher.decrypt(read_png(f, cipher.key))[0])
+    with _progress(len(pairs), "decrypt", progress) as bar:
+        for group in _groups(pairs, lambda f: read_png(f, cipher.key), cipher.batch_size):
+            x_hat = cipher.decrypt(Ciphertext.cat([ct for ct, _ in group]))
+            for i, (_, o) in enumerate(group):
+                save_image(o, x_hat[i])
+            bar.update(len(group))
     return len(pairs)
