@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu/instantiate.h"
 #include "kernels.h"
 
 namespace ric {
@@ -88,19 +89,7 @@ void adam_tanh(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, i
   RIC_PICK(adam_tanh<T>, w, m, v, grad, active, adv, rows, n, c, grad_wrt_adv);
 }
 
-#define RIC_INSTANTIATE(T)                                                                           \
-  template void mask<T>(const T*, const T*, T*, int64_t, MaskConst<T>, int, const int64_t*);         \
-  template void mask_u8<T>(const T*, const T*, uint8_t*, int64_t, MaskConst<T>);                     \
-  template void mask_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, MaskConst<T>, int,     \
-                                 const int64_t*);                                                   \
-  template void unmask<T>(const T*, const T*, T*, int64_t, T, T);                                    \
-  template void unmask_u8<T>(const uint8_t*, const T*, T*, int64_t, T, T);                           \
-  template void cw_margin<T>(const T*, const int64_t*, T*, int64_t, int64_t, T, bool);               \
-  template void cw_margin_backward<T>(const T*, const T*, const int64_t*, T*, int64_t, int64_t, T, bool); \
-  template void adam_tanh<T>(T*, T*, T*, const T*, const uint8_t*, T*, int64_t, int64_t, AdamConst, bool);
-RIC_INSTANTIATE(float)
-RIC_INSTANTIATE(double)
-#undef RIC_INSTANTIATE
+RIC_CPU_INSTANTIATE
 
 }  // namespace cpu
 }  // namespace ric
