@@ -7,9 +7,12 @@ classifier still labels correctly, and decrypt them back.
     images_hat = cipher.decrypt(ct)
 
 Each image gets a fresh random 96-bit nonce; its label is the classifier's
-prediction on the plaintext. Nonce, label and every setting needed to
-regenerate the NAE travel with the ciphertext (see :mod:`ric_ext.fileformat`),
-so decryption never guesses.
+prediction on the plaintext. Nonce, label, the number of attack steps its NAE
+took and every setting needed to regenerate the NAE travel with the
+ciphertext (see :mod:`ric_ext.fileformat`), so decryption never guesses: it
+replays exactly that many steps (:meth:`ric_ext.nae.NAEGenerator.replay`).
+Format version 1 ciphertexts (no step counts; fixed steps with the authors'
+early stop) still decrypt.
 """
 from __future__ import annotations
 
@@ -20,13 +23,16 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from .errors import ModelMismatchError, WrongKeyError
+from . import ops
+from .batching import run_chunked
+from .errors import CiphertextFormatError, ModelMismatchError, WrongKeyError
 from .keys import Key
 from .models.classifiers import fingerprint
 from .models.networks import RIC
 from .nae import NAEConfig, NAEGenerator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -37,6 +43,8 @@ class Ciphertext:
         pixels: (B, C, H, W) uint8, the 8-bit ciphertext images.
         nonces: (B, 12) uint8, one public nonce per image.
         labels: (B,) int64, the label each NAE targets (the plaintext's prediction).
+        steps: (B,) int64, the Adam updates each image's NAE took (replayed by
+            decryption); None for format-version-1 ciphertexts.
         header: settings shared by the batch: format version, lam, NAE settings,
             fingerprints of the RIC weights and classifier, and the key id.
     """
@@ -45,6 +53,7 @@ class Ciphertext:
     nonces: torch.Tensor
     labels: torch.Tensor
     header: dict = field(default_factory=dict)
+    steps: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.pixels.shape[0]
@@ -52,7 +61,8 @@ class Ciphertext:
     def __getitem__(self, idx: Union[int, slice]) -> "Ciphertext":
         if isinstance(idx, int):
             idx = slice(idx, idx + 1 if idx != -1 else None)
-        return Ciphertext(self.pixels[idx], self.nonces[idx], self.labels[idx], dict(self.header))
+        return Ciphertext(self.pixels[idx], self.nonces[idx], self.labels[idx], dict(self.header),
+                          None if self.steps is None else self.steps[idx])
 
     def as_float(self) -> torch.Tensor:
         """Pixels as float32 in [0, 1] (q / 255): what a cloud classifier receives."""
@@ -62,8 +72,14 @@ class Ciphertext:
     def cat(items: list) -> "Ciphertext":
         if not items:
             raise ValueError("cannot concatenate an empty list of ciphertexts")
+        if any(c.header != items[0].header for c in items):
+            raise ValueError("cannot concatenate ciphertexts with different headers (settings, weights or key)")
+        has_steps = {c.steps is not None for c in items}
+        if len(has_steps) > 1:
+            raise ValueError("cannot concatenate ciphertexts with and without step counts (format versions differ)")
+        steps = torch.cat([c.steps for c in items]) if has_steps == {True} else None
         return Ciphertext(torch.cat([c.pixels for c in items]), torch.cat([c.nonces for c in items]),
-                          torch.cat([c.labels for c in items]), dict(items[0].header))
+                          torch.cat([c.labels for c in items]), dict(items[0].header), steps)
 
 
 class Cipher:
@@ -76,10 +92,15 @@ class Cipher:
         key: the secret :class:`~ric_ext.keys.Key`.
         nae: attack settings (stored in every ciphertext).
         batch_size: images per NAE/network batch.
+        micro_batch: the networks run on chunks of exactly this many rows
+            (stored in the header and used again by decryption), so that an
+            image decrypts to the same bytes alone, in any order or batch size
+            (:mod:`ric_ext.batching`). None: whole batches (not batch-invariant).
+        step_impl: how NAE steps run (see :class:`~ric_ext.nae.NAEGenerator`).
     """
 
     def __init__(self, model: RIC, classifier: nn.Module, key: Key, nae: NAEConfig = NAEConfig(),
-                 batch_size: int = 256):
+                 batch_size: int = 256, micro_batch: Optional[int] = 16, step_impl: str = "auto"):
         if not isinstance(model, RIC):
             raise TypeError(f"model must be a ric_ext RIC module, got {type(model).__name__}")
         if not isinstance(key, Key):
@@ -87,8 +108,14 @@ class Cipher:
         self.model = model.eval()
         self.classifier = classifier.eval()
         self.key = key
-        self.nae = NAEGenerator(self.classifier, nae)
-        self.batch_size = int(batch_size)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
+                                        or micro_batch < 1):
+            raise ValueError(f"micro_batch must be an int >= 1 or None, got {micro_batch!r}")
+        self.micro_batch = micro_batch
+        self.nae = NAEGenerator(self.classifier, nae, step_impl=step_impl, micro_batch=micro_batch)
+        self.batch_size = batch_size
 
     def __repr__(self) -> str:
         return f"Cipher(key={self.key!r}, nae={self.nae.config}, lam={self.model.lam})"
@@ -99,7 +126,7 @@ class Cipher:
 
     def header(self) -> dict:
         return {"format": "ric-ext-ciphertext", "version": FORMAT_VERSION, "lam": self.model.lam,
-                "nae": self.nae.config.to_dict(), "model": fingerprint(self.model),
+                "nae": self.nae.config.to_dict(), "micro_batch": self.micro_batch, "model": fingerprint(self.model),
                 "classifier": fingerprint(self.classifier), "key_id": self.key.key_id}
 
     @torch.no_grad()
@@ -140,20 +167,53 @@ class Cipher:
         B = x.shape[0]
         if nonces is None:
             nonces = torch.frombuffer(bytearray(os.urandom(12 * B)), dtype=torch.uint8).reshape(B, 12)
-        elif nonces.shape != (B, 12) or nonces.dtype != torch.uint8:
+        elif not isinstance(nonces, torch.Tensor) or nonces.shape != (B, 12) or nonces.dtype != torch.uint8:
             raise ValueError(f"nonces must be a ({B}, 12) uint8 tensor")
         labels = self.predict(x)
-        pixels = []
+        pixels, steps = [], []
         for i in range(0, B, self.batch_size):
             xb = x[i:i + self.batch_size].to(self.device)
-            z = self.nae(self.key.noise_key, nonces[i:i + self.batch_size], labels[i:i + self.batch_size],
-                         xb.shape[1:])
-            pixels.append(self.model.encrypt_uint8(xb, z).cpu())
+            pix, n = self._encrypt_batch(xb, nonces[i:i + self.batch_size], labels[i:i + self.batch_size])
+            pixels.append(pix.cpu())
+            steps.append(n)
         pix = torch.cat(pixels) if pixels else torch.zeros((0, *x.shape[1:]), dtype=torch.uint8)
-        return Ciphertext(pix, nonces.cpu(), labels, self.header())
+        n = torch.cat(steps) if steps else torch.zeros(0, dtype=torch.int64)
+        return Ciphertext(pix, nonces.cpu(), labels, self.header(), n)
 
-    def check_header(self, header: dict) -> NAEConfig:
-        """Raise if a ciphertext's header does not fit this cipher; return its NAE settings."""
+    def _encrypt_batch(self, x: torch.Tensor, nonces: torch.Tensor, labels: torch.Tensor) -> tuple:
+        """(uint8 ciphertexts, step counts) for one batch on the device."""
+        key, shape = self.key.noise_key, x.shape[1:]
+        mb = self.micro_batch
+        if self.nae.config.stop != "ciphertext":
+            res = self.nae.generate(key, nonces, labels, shape)
+            return run_chunked(self.model.encrypt_uint8, (x, res.z), mb), res.steps
+        # Ciphertext rule: encode the current NAEs of the active samples and stop those the
+        # classifier already labels y with margin ct_margin; their ciphertexts are kept as made.
+        feats = run_chunked(self.model.features, (x,), mb)
+        y = labels.to(x.device)
+        pix = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
+        made = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+        def stop_fn(z: torch.Tensor, idx: torch.Tensor, t: int) -> torch.Tensor:
+            with torch.no_grad():
+                c8 = run_chunked(self.model.encrypt_uint8_from_features, (feats[idx], z), mb)
+                logits = run_chunked(lambda c: self.classifier(c.float() / 255.0), (c8,), mb)
+            done = ops.margin(logits, y[idx]) >= self.nae.config.ct_margin
+            pix[idx[done]] = c8[done]
+            made[idx[done]] = True
+            return done
+
+        res = self.nae.generate(key, nonces, labels, shape, stop_fn=stop_fn)
+        rest = ~made
+        if bool(rest.any()):  # hit the step bound without passing the check
+            pix[rest] = run_chunked(self.model.encrypt_uint8_from_features, (feats[rest], res.z[rest]), mb)
+        return pix, res.steps
+
+    def check_header(self, ct: Union[Ciphertext, dict]) -> NAEConfig:
+        """Raise if a ciphertext (or its header) does not fit this cipher; return its NAE settings."""
+        header = ct.header if isinstance(ct, Ciphertext) else ct
+        if header.get("version") not in READABLE_VERSIONS:
+            raise CiphertextFormatError(f"unsupported ciphertext format version {header.get('version')!r}")
         if header.get("key_id") != self.key.key_id:
             raise WrongKeyError("this ciphertext was made under another key (its key id differs from this key's)")
         if header.get("model") != fingerprint(self.model):
@@ -162,21 +222,58 @@ class Cipher:
             raise ModelMismatchError("the classifier differs from the one the ciphertext was made with")
         if float(header.get("lam", -1)) != self.model.lam:
             raise ModelMismatchError(f"ciphertext lam {header.get('lam')} != model lam {self.model.lam}")
-        return NAEConfig.from_dict(header["nae"])
+        try:
+            cfg = NAEConfig.from_dict(header["nae"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CiphertextFormatError(f"malformed NAE settings in the ciphertext header: {exc}") from None
+        mb = header.get("micro_batch")
+        if mb is not None and (isinstance(mb, bool) or not isinstance(mb, int) or not 1 <= mb <= 65536):
+            raise CiphertextFormatError(f"micro_batch in the ciphertext header must be None or an int in [1, 65536], "
+                                        f"got {mb!r}")
+        if isinstance(ct, Ciphertext):
+            if (ct.steps is None) != (header["version"] == 1):
+                raise CiphertextFormatError("format-2 ciphertexts carry per-image step counts, format 1 none")
+            if ct.steps is not None and ct.steps.shape != (len(ct),):
+                raise CiphertextFormatError(f"steps must have shape ({len(ct)},), got {tuple(ct.steps.shape)}")
+        return cfg
+
+    def regenerate(self, ct: Ciphertext, key: Optional[Key] = None) -> torch.Tensor:
+        """The NAEs of ``ct`` (on the cipher's device), regenerated under ``key`` (default: this cipher's).
+
+        Format 2: replays each image's recorded step count. Format 1: reruns
+        the fixed-step attack with the authors' early stop, as version 1 did.
+        Another ``key`` gives what an attacker with that key would get
+        (key-sensitivity tests); the header is not checked here.
+        """
+        cfg = NAEConfig.from_dict(ct.header["nae"])
+        mb = ct.header.get("micro_batch")
+        gen = (self.nae if (cfg, mb) == (self.nae.config, self.nae.micro_batch)
+               else NAEGenerator(self.classifier, cfg, step_impl=self.nae.step_impl, micro_batch=mb))
+        noise_key = (key or self.key).noise_key
+        out = []
+        for i in range(0, len(ct), self.batch_size):
+            sl = slice(i, i + self.batch_size)
+            shape = ct.pixels.shape[1:]
+            if ct.steps is None:
+                out.append(gen(noise_key, ct.nonces[sl], ct.labels[sl], shape))
+            else:
+                out.append(gen.replay(noise_key, ct.nonces[sl], ct.labels[sl], shape, ct.steps[sl]))
+        if not out:
+            return torch.zeros(ct.pixels.shape, dtype=torch.float32, device=self.device)
+        return torch.cat(out)
 
     @torch.no_grad()
     def decrypt(self, ct: Ciphertext) -> torch.Tensor:
-        """Regenerate each NAE from (key, nonce, label, settings) and run the decoder.
+        """Regenerate each NAE from (key, nonce, label, step count, settings) and run the decoder.
 
         Returns (B, C, H, W) float32 in [0, 1]. Raises WrongKeyError or
         ModelMismatchError when the ciphertext does not belong to this cipher.
         """
-        cfg = self.check_header(ct.header)
-        gen = self.nae if cfg == self.nae.config else NAEGenerator(self.classifier, cfg)
+        self.check_header(ct)
         out = []
         for i in range(0, len(ct), self.batch_size):
-            pix = ct.pixels[i:i + self.batch_size].to(self.device)
-            z = gen(self.key.noise_key, ct.nonces[i:i + self.batch_size], ct.labels[i:i + self.batch_size],
-                    pix.shape[1:])
-            out.append(self.model.decrypt(pix, z).cpu())
+            part = ct[i:i + self.batch_size]
+            z = self.regenerate(part)
+            x_hat = run_chunked(self.model.decrypt, (part.pixels.to(self.device), z), ct.header.get("micro_batch"))
+            out.append(x_hat.cpu())
         return torch.cat(out) if out else torch.zeros(ct.pixels.shape, dtype=torch.float32)

@@ -2,7 +2,7 @@
 
 Any image tool opens the file (and a cloud classifier can classify it); the
 ``tEXt`` chunk ``ric-ext`` holds a JSON header (format version, nonce, label,
-lam, NAE settings, fingerprints of the RIC weights and classifier, key id)
+the NAE's step count (version 2), lam, NAE settings, fingerprints of the RIC weights and classifier, key id)
 and ``ric-ext-mac`` holds HMAC-SHA256(mac subkey, header || 0 || shape || pixels).
 Reading checks, in order: readable and complete PNG with a header
 (CiphertextFormatError), same key (WrongKeyError), tag (TamperedError). The
@@ -19,7 +19,7 @@ from typing import Union
 import numpy as np
 import torch
 
-from .cipher import Ciphertext
+from .cipher import READABLE_VERSIONS, Ciphertext
 from .errors import CiphertextFormatError, TamperedError, WrongKeyError
 from .io_utils import atomic_write
 from .keys import Key
@@ -46,6 +46,10 @@ def write_png(path: PathLike, ct: Ciphertext, key: Key, *, overwrite: bool = Fal
     pix = ct.pixels[0].cpu().numpy()  # (C, H, W)
     header = dict(ct.header)
     header.update(nonce=bytes(ct.nonces[0].tolist()).hex(), label=int(ct.labels[0]), shape=list(pix.shape))
+    if ct.steps is not None:
+        header["steps"] = int(ct.steps[0])
+    elif header.get("version") != 1:
+        raise ValueError("a format-2 ciphertext needs its per-image step count (ct.steps)")
     hbytes = _canonical(header)
     info = PngImagePlugin.PngInfo()
     info.add_text(HEADER_CHUNK, hbytes.decode("utf-8"))
@@ -76,8 +80,13 @@ def read_png(path: PathLike, key: Key) -> Ciphertext:
         header = json.loads(text[HEADER_CHUNK])
         if header.get("format") != "ric-ext-ciphertext":
             raise ValueError("wrong format field")
-        if header.get("version") != 1:
+        if header.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"unsupported format version {header.get('version')}")
+        steps = None
+        if header["version"] >= 2:
+            steps = header["steps"]
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+                raise ValueError(f"steps must be an int >= 0, got {steps!r}")
         nonce = bytes.fromhex(header["nonce"])
         label = int(header["label"])
         shape = [int(s) for s in header["shape"]]
@@ -94,7 +103,8 @@ def read_png(path: PathLike, key: Key) -> Ciphertext:
     expected = _tag(key.mac_key, _canonical(header), pix)
     if not hmac.compare_digest(expected, text[MAC_CHUNK]):
         raise TamperedError(f"{path}: authentication failed: pixels or header were modified")
-    common = {k: v for k, v in header.items() if k not in ("nonce", "label", "shape")}
+    common = {k: v for k, v in header.items() if k not in ("nonce", "label", "shape", "steps")}
     return Ciphertext(torch.from_numpy(pix).unsqueeze(0), torch.tensor([list(nonce)], dtype=torch.uint8),
-                      torch.tensor([label], dtype=torch.int64), common)
+                      torch.tensor([label], dtype=torch.int64), common,
+                      None if steps is None else torch.tensor([steps], dtype=torch.int64))
 

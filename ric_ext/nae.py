@@ -4,36 +4,83 @@ started from key-seeded noise, with no distance term.
     z = (tanh(w) + 1) / 2,  w0 = atanh(2 z0 - 1),  z0 = keyed_uniform(key, nonce)
     minimise  c * max(max_{j != y} f(z)_j - f(z)_y, -kappa)  with Adam (lr 0.01)
 
-Early stop (the authors' rule, applied per sample so that an image's NAE does
-not depend on what else is in its batch): every ``steps // 10`` iterations a
-sample whose cost rose since the previous check is frozen at its current
-iterate.
+How long each image is attacked is decided per image by a *stop rule*
+(``NAEConfig.stop``):
+
+- ``"margin"`` (default): stop as soon as the NAE's own margin
+  f(z)_y - max_{j != y} f(z)_j reaches kappa + extra_margin (the attack's
+  C&W term uses that same kappa + extra_margin, so its gradient is alive until
+  then). Most SVHN NAEs are done after a handful of steps.
+- ``"ciphertext"``: stop once the *ciphertext* made from the current NAE is
+  classified as y with a margin >= ``ct_margin`` (needs a ``stop_fn`` from the
+  caller, e.g. :class:`ric_ext.cipher.Cipher`, which runs the encoder); checked
+  every ``check_every`` steps.
+- ``"fixed"``: the authors' rule of format version 1: ``steps`` iterations,
+  and every ``steps // 10`` iterations a sample whose cost rose is frozen.
+
+Finished samples leave the batch (compaction), so only unfinished ones go
+through the classifier. :meth:`NAEGenerator.generate` returns the NAEs *and*
+the number of Adam updates each took; :meth:`NAEGenerator.replay` re-runs
+exactly that many updates without re-deciding anything, which is how
+decryption regenerates an NAE: a borderline stop test cannot come out
+differently on another device, batch size or order.
+
+Each image's trajectory depends only on its own (key, nonce, label): batch
+composition changes only the rounding of the classifier's batched convolutions
+(~1e-7 in z on CPU).
 
 Fused kernels: ``keyed_uniform`` (noise and its tanh-space start),
-``cw_margin`` (loss and gradient) and ``adam_tanh_step_`` (update + z).
+``cw_margin`` (loss and gradient) and ``adam_tanh_step_`` (update + z). On
+CUDA the classifier forward + backward + margin of each step is replayed from
+a CUDA graph captured per batch-size bucket (:mod:`ric_ext.nae_step`).
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from . import ops
+from .nae_step import make_step
 from .ops.keystream import KeyLike
+
+STOP_RULES = ("margin", "ciphertext", "fixed")
+
+# stop_fn(z_active, index_active, t) -> (n_active,) bool: which of the active
+# samples (global batch indices ``index_active``, their current NAEs
+# ``z_active`` after ``t`` Adam updates) are done.
+StopFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class NAEConfig:
-    """Attack settings (SPEC: SVHN c=10, kappa=5, 100 steps; CIFAR-10 kappa=5, 150 steps)."""
+    """Attack settings.
+
+    SPEC: SVHN c=10, kappa=5; CIFAR-10 kappa=5 (150 steps); VGGFace2 kappa=10 (300 steps).
+
+    Attributes:
+        c, kappa, lr: the C&W weight and confidence, Adam's learning rate.
+        steps: ``"fixed"``: the number of iterations; adaptive rules: the most
+            Adam updates any image may take (``max_steps``).
+        stop: ``"margin"``, ``"ciphertext"`` or ``"fixed"`` (see the module docstring).
+        extra_margin: ``"margin"`` rule: stop (and aim) at margin kappa + extra_margin.
+        ct_margin: ``"ciphertext"`` rule: the ciphertext's margin that ends the attack.
+        check_every: ``"ciphertext"`` rule: steps between checks (each costs an encoder pass).
+        early_stop: ``"fixed"`` rule: the authors' cost-rose check.
+    """
 
     c: float = 10.0
     kappa: float = 5.0
     steps: int = 100
     lr: float = 0.01
     early_stop: bool = True
+    stop: str = "margin"
+    extra_margin: float = 1.0
+    ct_margin: float = 1.0
+    check_every: int = 2
 
     def __post_init__(self) -> None:
         if not self.c > 0:
@@ -44,21 +91,72 @@ class NAEConfig:
             raise ValueError(f"NAE steps must be an int >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise ValueError(f"NAE lr must be > 0, got {self.lr}")
+        if self.stop not in STOP_RULES:
+            raise ValueError(f"NAE stop must be one of {STOP_RULES}, got {self.stop!r}")
+        if not self.extra_margin >= 0:
+            raise ValueError(f"NAE extra_margin must be >= 0, got {self.extra_margin}")
+        if not self.ct_margin >= 0:
+            raise ValueError(f"NAE ct_margin must be >= 0, got {self.ct_margin}")
+        if isinstance(self.check_every, bool) or not isinstance(self.check_every, int) or self.check_every < 1:
+            raise ValueError(f"NAE check_every must be an int >= 1, got {self.check_every!r}")
+
+    @property
+    def attack_kappa(self) -> float:
+        """The kappa of the C&W term the attack minimises (kappa + extra_margin under the margin rule)."""
+        return self.kappa + self.extra_margin if self.stop == "margin" else self.kappa
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "NAEConfig":
-        return cls(c=float(d["c"]), kappa=float(d["kappa"]), steps=int(d["steps"]), lr=float(d["lr"]),
-                   early_stop=bool(d["early_stop"]))
+        """From :meth:`to_dict`, or a format-version-1 header (no ``stop``: the fixed rule)."""
+        base = dict(c=float(d["c"]), kappa=float(d["kappa"]), steps=int(d["steps"]), lr=float(d["lr"]),
+                    early_stop=bool(d["early_stop"]))
+        if "stop" not in d:
+            return cls(stop="fixed", **base)
+        return cls(stop=str(d["stop"]), extra_margin=float(d["extra_margin"]), ct_margin=float(d["ct_margin"]),
+                   check_every=int(d["check_every"]), **base)
+
+
+class NAEResult(NamedTuple):
+    z: torch.Tensor      #: (B, C, H, W) float32 NAEs in [0, 1], on the classifier's device
+    steps: torch.Tensor  #: (B,) int64 on the CPU: Adam updates each image took
+
+
+def _set_fp32_precision(value: Optional[dict]) -> dict:
+    """Read (and, given ``value``, set) the TF32 switches; the new API where torch has it."""
+    b = torch.backends
+    if hasattr(b.cuda.matmul, "fp32_precision") and hasattr(b.cudnn, "conv"):
+        objs = {"matmul": b.cuda.matmul, "conv": b.cudnn.conv, "rnn": b.cudnn.rnn}
+        prev = {k: o.fp32_precision for k, o in objs.items()}
+        for k, o in objs.items():
+            if value is not None:
+                o.fp32_precision = value[k]
+        return prev
+    prev = {"matmul": b.cuda.matmul.allow_tf32, "cudnn": b.cudnn.allow_tf32}
+    if value is not None:
+        b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32 = value["matmul"], value["cudnn"]
+    return prev
+
+
+def _no_tf32() -> dict:
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv"):
+        return {"matmul": "ieee", "conv": "ieee", "rnn": "ieee"}
+    return {"matmul": False, "cudnn": False}
 
 
 @contextlib.contextmanager
 def deterministic_algorithms() -> Iterator[None]:
-    """Deterministic kernels inside the attack (cuDNN picks, no atomics), restored afterwards."""
+    """Deterministic kernels and full float32 (no TF32) inside the attack, restored afterwards.
+
+    TF32 would round the classifier's convolutions to 10-bit mantissas on
+    Ampere and later GPUs; decryption multiplies NAE errors by 4, and the NAE
+    must come out the same wherever it is regenerated.
+    """
     prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    prev_fp32 = _set_fp32_precision(_no_tf32())
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
@@ -66,6 +164,7 @@ def deterministic_algorithms() -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev[2], prev[3]
+        _set_fp32_precision(prev_fp32)
 
 
 def _module_device(m: nn.Module) -> torch.device:
@@ -83,22 +182,43 @@ class NAEGenerator:
             It is put in eval mode and never modified.
         config: attack settings.
         backend: "native" (fused kernels) or "torch" (references).
+        step_impl: how the classifier forward + backward of a step runs:
+            "eager", "cuda_graph" (captured per batch-size bucket; CUDA only),
+            "compile" (``torch.compile`` per bucket) or "auto" (CUDA graphs on
+            CUDA, eager on the CPU).
+        micro_batch: run the classifier on chunks of exactly this many rows
+            (padded), so each image's NAE is bit-identical whatever batch it is
+            made in (see :mod:`ric_ext.batching`); None: the whole active batch
+            at once (fastest; what training uses).
     """
 
-    def __init__(self, classifier: nn.Module, config: NAEConfig = NAEConfig(), backend: str = "native"):
+    def __init__(self, classifier: nn.Module, config: NAEConfig = NAEConfig(), backend: str = "native",
+                 step_impl: str = "auto", micro_batch: Optional[int] = None):
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}")
+        if not isinstance(config, NAEConfig):
+            raise TypeError(f"config must be an NAEConfig, got {type(config).__name__}")
         self.classifier = classifier.eval()
         self.config = config
         self.backend = backend
+        self.step_impl = step_impl
+        self.micro_batch = micro_batch
+        self._steps: dict = {}
 
     @property
     def device(self) -> torch.device:
         return _module_device(self.classifier)
 
+    def _step_fn(self, kappa: float):
+        key = (str(self.device), float(kappa))
+        if key not in self._steps:
+            self._steps[key] = make_step(self.step_impl, self.classifier, self.device, self.config.c, kappa,
+                                         self.backend, self.micro_batch)
+        return self._steps[key]
+
     def __call__(self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor,
                  shape: Union[Sequence[int], torch.Size]) -> torch.Tensor:
-        """NAEs for a batch.
+        """NAEs for a batch (the ``z`` of :meth:`generate`).
 
         Args:
             key: the 32-byte noise key.
@@ -108,33 +228,104 @@ class NAEGenerator:
         Returns:
             (B, C, H, W) float32 in [0, 1] on the classifier's device.
         """
+        return self.generate(key, nonces, labels, shape).z
+
+    def generate(self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor,
+                 shape: Union[Sequence[int], torch.Size], stop_fn: Optional[StopFn] = None) -> NAEResult:
+        """Run the attack with the configured stop rule; returns NAEs and per-image step counts.
+
+        ``stop_fn`` is required by the ``"ciphertext"`` rule and ignored otherwise.
+        """
+        if self.config.stop == "ciphertext" and stop_fn is None:
+            raise ValueError("the 'ciphertext' stop rule needs a stop_fn (use Cipher.encrypt, which provides it)")
+        return self._run(key, nonces, labels, shape, replay=None, stop_fn=stop_fn)
+
+    def replay(self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor,
+               shape: Union[Sequence[int], torch.Size], steps: torch.Tensor) -> torch.Tensor:
+        """Regenerate NAEs by exactly ``steps[i]`` Adam updates each (no stop rule is evaluated).
+
+        ``steps``: (B,) integer tensor, each in [0, config.steps].
+        """
+        if not isinstance(steps, torch.Tensor) or steps.dtype not in (torch.int32, torch.int64):
+            raise TypeError("steps must be an int32/int64 tensor of per-image step counts")
+        if steps.shape != (nonces.shape[0],):
+            raise ValueError(f"steps must have shape ({nonces.shape[0]},), got {tuple(steps.shape)}")
+        if steps.numel() and (int(steps.min()) < 0 or int(steps.max()) > self.config.steps):
+            raise ValueError(f"steps must be in [0, {self.config.steps}] (the NAE's step bound), "
+                             f"got [{int(steps.min())}, {int(steps.max())}]")
+        return self._run(key, nonces, labels, shape, replay=steps.to(torch.int64).cpu(), stop_fn=None).z
+
+    # -- the attack loop -------------------------------------------------------
+    def _run(self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor, shape, replay: Optional[torch.Tensor],
+             stop_fn: Optional[StopFn]) -> NAEResult:
         cfg, dev = self.config, self.device
+        if not isinstance(nonces, torch.Tensor):
+            raise TypeError("nonces must be a (B, 12) uint8 tensor")
         nonces = nonces.to(dev)
         if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
             raise TypeError("labels must be an int64 tensor")
         labels = labels.to(dev)
         if labels.shape != (nonces.shape[0],):
             raise ValueError(f"labels must have shape ({nonces.shape[0]},), got {tuple(labels.shape)}")
-        z = ops.keyed_uniform(key, nonces, tuple(shape), backend=self.backend)
-        if cfg.steps == 0 or z.shape[0] == 0:
-            return z
-        w = ops.keyed_uniform(key, nonces, tuple(shape), tanh_space=True, backend=self.backend)
+        shape = tuple(int(s) for s in shape)
+        z0 = ops.keyed_uniform(key, nonces, shape, backend=self.backend)
+        B = z0.shape[0]
+        taken = torch.zeros(B, dtype=torch.int64)
+        limit = cfg.steps if replay is None else (int(replay.max()) if B else 0)
+        if limit == 0 or B == 0:
+            return NAEResult(z0, taken)
+        out = z0.clone()
+        w = ops.keyed_uniform(key, nonces, shape, tanh_space=True, backend=self.backend)
         m, v = torch.zeros_like(w), torch.zeros_like(w)
-        active = torch.ones(z.shape[0], dtype=torch.bool, device=dev)
-        prev_cost = torch.full((z.shape[0],), float("inf"), device=dev)
-        check_every = max(cfg.steps // 10, 1)
+        idx = torch.arange(B, device=dev)          # global indices of the active samples
+        z, y = z0, labels
+        target = replay.to(dev) if replay is not None else None
+        prev_cost = torch.full((B,), float("inf"), device=dev)   # the fixed rule's last checked cost
+        check_fixed = max(cfg.steps // 10, 1)
+        step = self._step_fn(cfg.attack_kappa)
+
+        def finish(done: torch.Tensor, t: int):
+            nonlocal idx, z, y, w, m, v, prev_cost, target
+            gi = idx[done]
+            out[gi] = z[done]
+            taken[gi.cpu()] = t
+            keep = ~done
+            idx, z, y, w, m, v, prev_cost = (a[keep] for a in (idx, z, y, w, m, v, prev_cost))
+            if target is not None:
+                target = target[keep]
+            return keep
+
         with deterministic_algorithms(), torch.enable_grad():
-            for step in range(1, cfg.steps + 1):
-                z_req = z.detach().requires_grad_(True)
-                cost = cfg.c * ops.cw_margin(self.classifier(z_req), labels, cfg.kappa, targeted=True,
-                                             backend=self.backend)
-                (grad,) = torch.autograd.grad(cost.sum(), z_req)
-                if cfg.early_stop and step % check_every == 0:
-                    cost = cost.detach()
-                    active &= ~(cost > prev_cost)
-                    prev_cost = torch.where(active, cost, prev_cost)
-                    if not bool(active.any()):
+            for t in range(limit + 1):
+                if idx.numel() == 0:
+                    break
+                if t == limit:
+                    finish(torch.ones_like(idx, dtype=torch.bool), t)
+                    break
+                # Decisions that need no forward pass come first, so the finished leave before it.
+                if target is not None:
+                    done = target == t
+                elif cfg.stop == "ciphertext" and t % cfg.check_every == 0:
+                    done = stop_fn(z, idx, t).to(dev, torch.bool)
+                else:
+                    done = None
+                if done is not None and bool(done.any()):
+                    finish(done, t)
+                    if idx.numel() == 0:
                         break
-                z = ops.adam_tanh_step_(w, m, v, grad, step, lr=cfg.lr, active=active, grad_wrt="adv",
-                                        backend=self.backend)
-        return z.detach()
+                cw, grad = step(z, y)   # cw: the C&W margin term (before the factor c)
+                if target is None and cfg.stop == "margin":
+                    done = cw <= -cfg.attack_kappa   # margin >= kappa + extra_margin
+                elif target is None and cfg.stop == "fixed" and cfg.early_stop and (t + 1) % check_fixed == 0:
+                    cost = cfg.c * cw
+                    done = cost > prev_cost
+                    prev_cost = torch.where(done, prev_cost, cost)
+                else:
+                    done = None
+                if done is not None and bool(done.any()):
+                    keep = finish(done, t)
+                    grad = grad[keep]
+                    if idx.numel() == 0:
+                        break
+                z = ops.adam_tanh_step_(w, m, v, grad, t + 1, lr=cfg.lr, grad_wrt="adv", backend=self.backend)
+        return NAEResult(out, taken)

@@ -35,9 +35,10 @@ def test_round_trip_mechanics(setup):
     assert torch.equal(ct.labels, cipher.predict(x))
     x_hat = cipher.decrypt(ct)
     assert x_hat.shape == x.shape and x_hat.min() >= 0 and x_hat.max() <= 1
-    # Decryption reproduces exactly what the decoder gives with the true NAE.
-    z = cipher.nae(key.noise_key, ct.nonces, ct.labels, x.shape[1:])
+    # Decryption is the decoder applied with the replayed NAEs.
+    z = cipher.regenerate(ct)
     assert torch.equal(x_hat, cipher.model.decrypt(ct.pixels, z))
+    assert ct.steps.shape == (4,) and ct.header["version"] == 2
     # And it is deterministic.
     assert torch.equal(cipher.decrypt(ct), x_hat)
 

@@ -59,7 +59,7 @@ def test_zero_steps_is_the_keyed_noise(svhn_classifier, batch):
     assert torch.equal(z, ops.keyed_uniform(KEY, nonces, (3, 32, 32)))
 
 
-def test_early_stop_freezes_samples():
+def test_fixed_rule_early_stop_freezes_samples():
     # A classifier whose cost can only rise: every sample is frozen at the first check.
     class Rising(torch.nn.Module):
         def __init__(self):
@@ -73,7 +73,7 @@ def test_early_stop_freezes_samples():
 
     clf = Rising()
     nonces = torch.zeros(2, 12, dtype=torch.uint8)
-    gen = NAEGenerator(clf, NAEConfig(steps=100, kappa=1e9))
+    gen = NAEGenerator(clf, NAEConfig(steps=100, kappa=1e9, stop="fixed"))
     gen(KEY, nonces, torch.tensor([1, 2]), (1, 8, 8))
     # Checks happen every 10 steps; the first check records, the second sees the rise and stops.
     assert clf.calls == 20

@@ -157,7 +157,22 @@ class RIC(nn.Module):
         """The 8-bit ciphertext as uint8 (eval-mode quantiser)."""
         self._check("x", x)
         self._check("z", z)
-        e = self.encoder(self.feature((x - 0.5) / 0.5), z)
+        if z.shape != x.shape:
+            raise ValueError(f"z has shape {tuple(z.shape)} but x has shape {tuple(x.shape)}")
+        return self.encrypt_uint8_from_features(self.features(x), z)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """F(x_tilde): (B, 3 * width, H, W). Independent of the NAE, so callers that encode one
+        image with several NAEs (the ciphertext stop rule) compute it once."""
+        self._check("x", x)
+        return self.feature((x - 0.5) / 0.5)
+
+    def encrypt_uint8_from_features(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The uint8 ciphertext from :meth:`features` and the NAE z."""
+        self._check("z", z)
+        if features.shape[0] != z.shape[0] or features.shape[-2:] != z.shape[-2:]:
+            raise ValueError(f"features {tuple(features.shape)} do not match z {tuple(z.shape)}")
+        e = self.encoder(features, z)
         return ops.mask_uint8(e.float(), z.float(), self.lam)
 
     def decrypt(self, c: torch.Tensor, z: torch.Tensor, clamp: bool = True) -> torch.Tensor:

@@ -106,3 +106,17 @@ def cw_margin(logits: torch.Tensor, labels: torch.Tensor, kappa: float = 0.0, *,
     if backend == "torch":
         return _torch_impl.cw_margin(logits, labels, kappa, bool(targeted))
     return _cw_op(logits, labels, kappa, bool(targeted))
+
+
+def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Unclamped classification margin Z_y - max_{j != y} Z_j per row: (B, K), (B,) -> (B,).
+
+    Positive iff the classifier says y with room to spare; the stop rules of
+    :mod:`ric_ext.nae` compare it with a threshold. Plain PyTorch (a tiny reduction, no kernel).
+    """
+    _check_raw(logits, labels)
+    if logits.shape[1] < 2:
+        raise ValueError("margin needs at least two classes")
+    zy = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return zy - others.max(1).values

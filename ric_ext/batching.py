@@ -1,0 +1,50 @@
+"""Batch-invariant execution: run a function over fixed-size micro-batches.
+
+Convolution and GEMM libraries (oneDNN, MKL, cuDNN) pick algorithms and
+blockings by shape, so the same image can come out of a network with
+different float rounding when it shares a batch of 1, 3 or 16 images. On this
+project's CPUs a batch of 1 or 3 rounds differently from a batch of 16 (1e-7 in
+the decoder, 1e-5 in classifier logits), enough to flip a few 8-bit pixels of
+a decrypted image. Calling the network only on chunks of exactly
+``micro_batch`` rows (the last one padded with copies of its final row) fixes
+the shape, and each row's arithmetic then does not depend on its companions or
+position (tests/test_batching.py checks this on the bundled networks), so an
+image decrypts to the same bytes alone, in any order, or in any batch size.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import torch
+
+Tensors = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
+
+
+def pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """``t`` with its last row repeated until it has ``rows`` rows (a valid input for any network)."""
+    n = t.shape[0]
+    if n == rows:
+        return t
+    return torch.cat([t, t[-1:].expand(rows - n, *t.shape[1:])])
+
+
+def run_chunked(fn: Callable[..., Tensors], inputs: Sequence[torch.Tensor], micro_batch: Optional[int]) -> Tensors:
+    """``fn(*inputs)`` computed over chunks of exactly ``micro_batch`` rows and concatenated.
+
+    ``micro_batch=None`` calls ``fn`` once on the whole batch. ``fn`` returns a
+    tensor or a tuple of tensors, each with the batch as its first dimension.
+    """
+    n = inputs[0].shape[0]
+    if micro_batch is None or n == 0:
+        return fn(*inputs)
+    if micro_batch < 1:
+        raise ValueError(f"micro_batch must be >= 1 or None, got {micro_batch}")
+    outs = []
+    for i in range(0, n, micro_batch):
+        part = [t[i:i + micro_batch] for t in inputs]
+        m = part[0].shape[0]
+        res = fn(*[pad_rows(t, micro_batch) for t in part])
+        outs.append(tuple(r[:m] for r in res) if isinstance(res, tuple) else res[:m])
+    if isinstance(outs[0], tuple):
+        return tuple(torch.cat([o[k] for o in outs]) for k in range(len(outs[0])))
+    return torch.cat(outs)
