@@ -57,7 +57,9 @@ def _device(name: str):
 def _nae_from_args(args: argparse.Namespace):
     from .nae import NAEConfig
 
-    return NAEConfig(c=args.nae_c, kappa=args.nae_kappa, steps=args.nae_steps, lr=args.nae_lr)
+    return NAEConfig(c=args.nae_c, kappa=args.nae_kappa, steps=args.nae_steps, lr=args.nae_lr, stop=args.nae_stop,
+                     extra_margin=args.nae_extra_margin, ct_margin=args.nae_ct_margin,
+                     check_every=args.nae_check_every)
 
 
 def _cipher(args: argparse.Namespace):
@@ -68,7 +70,8 @@ def _cipher(args: argparse.Namespace):
     dev = _device(args.device)
     model = _load_model(args.model, args.device)
     clf = load_classifier(args.classifier, args.models).to(dev)
-    return Cipher(model, clf, Key.load(args.key), _nae_from_args(args), batch_size=args.batch_size)
+    return Cipher(model, clf, Key.load(args.key), _nae_from_args(args), batch_size=args.batch_size,
+                  micro_batch=args.micro_batch or None)
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -133,7 +136,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ds = data_mod.dataset(args.dataset, args.split, args.data, args.size)
     n = min(args.n, len(ds))
     x, y = data_mod.stack(ds, list(range(n)))
-    res = evaluate(model, clf, x, y, nae=_nae_from_args(args), batch_size=args.batch_size)
+    res = evaluate(model, clf, x, y, nae=_nae_from_args(args), batch_size=args.batch_size,
+                   micro_batch=args.micro_batch or None)
     print(format_table(res))
     write_report(res, args.out)
     print(f"report: {args.out}/report.md")
@@ -161,13 +165,27 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
     p.add_argument("--model", default=DEFAULT_MODEL, help="RIC weights (.pt); default: the bundled SVHN model")
     p.add_argument("--classifier", default="svhn", help="svhn | cifar10-resnet20 | cifar10-resnet56")
     p.add_argument("--models", default=None, help="classifier folder (default: RIC_MODELS or ../shared/models)")
-    p.add_argument("--nae-steps", type=int, default=d.steps)
-    p.add_argument("--nae-c", type=float, default=d.c)
-    p.add_argument("--nae-kappa", type=float, default=d.kappa)
-    p.add_argument("--nae-lr", type=float, default=d.lr)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--nae-stop", default=d.stop, choices=["margin", "ciphertext", "fixed"],
+                   help="when an image's NAE attack ends: its own margin reaches kappa + extra margin (margin), "
+                        "its ciphertext is classified right with --nae-ct-margin (ciphertext), or after "
+                        "--nae-steps with the authors' early stop (fixed) (default: %(default)s)")
+    p.add_argument("--nae-steps", type=int, default=d.steps,
+                   help="most attack steps per image (the exact count for --nae-stop fixed) (default: %(default)s)")
+    p.add_argument("--nae-extra-margin", type=float, default=d.extra_margin,
+                   help="margin rule: stop at margin kappa + this (default: %(default)s)")
+    p.add_argument("--nae-ct-margin", type=float, default=d.ct_margin,
+                   help="ciphertext rule: the ciphertext's margin that ends the attack (default: %(default)s)")
+    p.add_argument("--nae-check-every", type=int, default=d.check_every,
+                   help="ciphertext rule: steps between checks (default: %(default)s)")
+    p.add_argument("--nae-c", type=float, default=d.c, help="C&W weight c (default: %(default)s)")
+    p.add_argument("--nae-kappa", type=float, default=d.kappa, help="C&W confidence kappa (default: %(default)s)")
+    p.add_argument("--nae-lr", type=float, default=d.lr, help="attack Adam learning rate (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
+    p.add_argument("--micro-batch", type=int, default=16,
+                   help="networks run on chunks of exactly this many rows, so an image decrypts to the same "
+                        "bytes in any batch; 0 = whole batches (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_train(sub) -> None:

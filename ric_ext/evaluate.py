@@ -18,25 +18,25 @@ from .cipher import Cipher
 from .io_utils import atomic_write_bytes
 from .keys import Key
 from .models.networks import RIC
-from .nae import NAEConfig, NAEGenerator
+from .nae import NAEConfig
 
 
 @torch.no_grad()
 def evaluate(model: RIC, classifier: nn.Module, images: torch.Tensor, labels: Optional[torch.Tensor] = None,
-             key: Optional[Key] = None, nae: NAEConfig = NAEConfig(), batch_size: int = 256) -> dict:
+             key: Optional[Key] = None, nae: NAEConfig = NAEConfig(), batch_size: int = 256,
+             micro_batch: Optional[int] = 16) -> dict:
     """Run encrypt -> classify -> decrypt on (B, C, H, W) images in [0, 1]; returns metrics and tensors."""
     key = key or Key.generate()
-    cipher = Cipher(model, classifier, key, nae, batch_size=batch_size)
+    cipher = Cipher(model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch)
     ct = cipher.encrypt(images)
     x_hat = cipher.decrypt(ct)
     pred_plain, pred_cipher = ct.labels, cipher.classify(ct)
-    # Key sensitivity: regenerate the NAEs under another key and decode.
-    other = NAEGenerator(cipher.classifier, nae)
+    # Key sensitivity: what a holder of another key gets (same public nonces, labels and step counts).
     wrong = []
     for i in range(0, len(ct), batch_size):
-        pix = ct.pixels[i:i + batch_size].to(cipher.device)
-        z = other(Key.generate().noise_key, ct.nonces[i:i + batch_size], ct.labels[i:i + batch_size], pix.shape[1:])
-        wrong.append(cipher.model.decrypt(pix, z).cpu())
+        part = ct[i:i + batch_size]
+        z = cipher.regenerate(part, key=Key.generate())
+        wrong.append(cipher.model.decrypt(part.pixels.to(cipher.device), z).cpu())
     x_wrong = torch.cat(wrong)
     c = ct.as_float()
     res = {
@@ -49,6 +49,8 @@ def evaluate(model: RIC, classifier: nn.Module, images: torch.Tensor, labels: Op
         "cipher_ssim": float(metrics.ssim(c, images).mean()) if min(images.shape[-2:]) >= 11 else float("nan"),
         "wrong_key_psnr": float(metrics.psnr(x_wrong, images).mean()),
         "nae": nae.to_dict(),
+        "nae_steps_mean": float(ct.steps.float().mean()) if len(ct) else float("nan"),
+        "nae_steps_max": int(ct.steps.max()) if len(ct) else 0,
     }
     if labels is not None:
         res["acc_plain"] = metrics.agreement(pred_plain, labels)
@@ -68,6 +70,8 @@ def format_table(res: dict) -> str:
              ("ciphertext vs plaintext PSNR", f"{res['cipher_psnr']:.2f} dB"),
              ("ciphertext vs plaintext SSIM", f"{res['cipher_ssim']:.4f}"),
              ("wrong-key decryption PSNR", f"{res['wrong_key_psnr']:.2f} dB")]
+    if "nae_steps_mean" in res:
+        rows.append(("NAE steps per image (mean / max)", f"{res['nae_steps_mean']:.1f} / {res['nae_steps_max']}"))
     w = max(len(a) for a, _ in rows)
     return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
 
