@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One prepared device check for a lent GPU machine (see DEVELOPERS.md):
-# build with the machine's own torch/nvcc, run the whole test suite (CUDA
-# tests included), the CUDA kernel benchmark and the CPU-vs-GPU NAE
-# comparison, and leave logs and JSON under $OUT.
-#   run: bash python/gpu_check.sh      (timeout_s 580: build ~40 s + tests 180 + bench 260 + NAE 60)
+# build with the machine's own torch/nvcc, run the test suite (CUDA tests
+# included), encrypt/decrypt across devices (CPU<->GPU NAE replay), the
+# end-to-end benchmark (eager loop vs fixed vs adaptive, SVHN and CIFAR-10
+# ResNet-56, batch 256) and the CUDA kernel benchmark; logs and JSON under $OUT.
+#   run: bash python/gpu_check.sh      (timeout_s 590: build ~40 s + tests 150 + cross-device 60
+#                                       + e2e 150 + kernels 150; each step has its own timeout)
 set -uo pipefail
 OUT="${OUT:-/tmp/ric_out}"
 mkdir -p "$OUT"
@@ -13,8 +15,20 @@ nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
 export RIC_EXT_CUDA_ARCHITECTURES="${RIC_EXT_CUDA_ARCHITECTURES:-90}"
 python3 -m pip install --no-build-isolation --no-deps -q . > "$OUT/install.log" 2>&1 || { tail -50 "$OUT/install.log"; exit 1; }
 python3 -m ric_ext info | tee "$OUT/info.txt"
-timeout 180 python3 -m pytest -q tests -x 2>&1 | tail -40 | tee "$OUT/tests.log"
-timeout 260 python3 python/bench_kernels.py --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
-# CPU- vs GPU-made NAEs and their effect on decryption PSNR (bundled model, 16 samples).
-timeout 60 python3 python/nae_cross_device.py --a cpu --b cuda --json "$OUT/nae_cross_device.json" 2>&1 | tail -12
+# CUDA-specific tests first (so they report even if the whole suite runs out of time), then the rest.
+timeout 60 python3 -m pytest -q tests -k "cuda or CUDA or graph" 2>&1 | tail -15 | tee "$OUT/tests_cuda.log"
+timeout 100 python3 -m pytest -q tests -x 2>&1 | tail -15 | tee "$OUT/tests.log"
+# Encrypt on one device, decrypt on the other (adaptive default and the fixed path), 64 paper-subset images.
+for dir in "cpu cuda" "cuda cpu"; do
+  set -- $dir
+  for stop in margin fixed; do
+    timeout 40 python3 python/nae_cross_device.py --a "$1" --b "$2" --nae-stop "$stop" --n 64 --data ../shared/data \
+      --json "$OUT/cross_${1}_${2}_${stop}.json" 2>&1 | tail -16
+  done
+done
+timeout 90 python3 python/bench_e2e.py --device cuda --dataset svhn --n 500 --paths eager,fixed,margin:1 \
+  --json "$OUT/e2e_svhn_cuda.json" 2>&1 | tee "$OUT/e2e_svhn_cuda.txt" | tail -8
+timeout 60 python3 python/bench_e2e.py --device cuda --dataset cifar10 --n 512 --paths eager,fixed,margin:1 \
+  --json "$OUT/e2e_cifar_cuda.json" 2>&1 | tee "$OUT/e2e_cifar_cuda.txt" | tail -8
+timeout 150 python3 python/bench_kernels.py --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt" | tail -15
 echo "done"

@@ -181,7 +181,7 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
     p.add_argument("--nae-kappa", type=float, default=d.kappa, help="C&W confidence kappa (default: %(default)s)")
     p.add_argument("--nae-lr", type=float, default=d.lr, help="attack Adam learning rate (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
-    p.add_argument("--micro-batch", type=int, default=16,
+    p.add_argument("--micro-batch", type=int, default=32,
                    help="networks run on chunks of exactly this many rows, so an image decrypts to the same "
                         "bytes in any batch; 0 = whole batches (default: %(default)s)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: %(default)s)")

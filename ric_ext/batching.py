@@ -20,6 +20,14 @@ import torch
 Tensors = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
 
 
+def fast_layout(t: torch.Tensor) -> torch.Tensor:
+    """Images in channels-last layout on the CPU, where oneDNN's convolutions run ~1.2-1.4x faster
+    with it (measured on the bundled networks; NOTES.md); unchanged elsewhere."""
+    if t.dim() == 4 and t.device.type == "cpu":
+        return t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
 def pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     """``t`` with its last row repeated until it has ``rows`` rows (a valid input for any network)."""
     n = t.shape[0]

@@ -24,7 +24,7 @@ from .nae import NAEConfig
 @torch.no_grad()
 def evaluate(model: RIC, classifier: nn.Module, images: torch.Tensor, labels: Optional[torch.Tensor] = None,
              key: Optional[Key] = None, nae: NAEConfig = NAEConfig(), batch_size: int = 256,
-             micro_batch: Optional[int] = 16) -> dict:
+             micro_batch: Optional[int] = 32) -> dict:
     """Run encrypt -> classify -> decrypt on (B, C, H, W) images in [0, 1]; returns metrics and tensors."""
     key = key or Key.generate()
     cipher = Cipher(model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import ops
-from .batching import pad_rows, run_chunked
+from .batching import fast_layout, pad_rows, run_chunked
 
 STEP_IMPLS = ("auto", "eager", "cuda_graph", "compile")
 
@@ -33,9 +33,9 @@ STEP_IMPLS = ("auto", "eager", "cuda_graph", "compile")
 def _cost_grad(classifier: nn.Module, c: float, kappa: float, backend: str, z: torch.Tensor,
                y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     z = z.detach().requires_grad_(True)
-    cw = ops.cw_margin(classifier(z), y, kappa, targeted=True, backend=backend)
+    cw = ops.cw_margin(classifier(fast_layout(z)), y, kappa, targeted=True, backend=backend)
     (grad,) = torch.autograd.grad(c * cw.sum(), z)
-    return cw.detach(), grad
+    return cw.detach(), grad.contiguous()
 
 
 def bucket_size(n: int) -> int:

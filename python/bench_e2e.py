@@ -1,0 +1,227 @@
+"""End-to-end encryption/decryption throughput, label agreement and recovery PSNR.
+
+Paths (any subset, in one run so that ratios compare like with like):
+  eager        an eager loop written the way the authors' code does it:
+               torch.optim.Adam over tanh-space w, C&W margin in plain torch,
+               batch-level early stop (the whole batch stops when its summed
+               cost rose at a check), plain-torch masking; decryption reruns it.
+  fixed        ric_ext with NAEConfig(stop="fixed"): fixed steps + per-sample early stop.
+  margin:M     ric_ext adaptive, stop when the NAE's margin reaches kappa + M (the default is margin:1).
+  ciphertext:M:K  ric_ext adaptive, stop when the ciphertext's margin reaches M, checked every K steps.
+
+    python python/bench_e2e.py --dataset svhn --n 500                 # SVHN paper subset, ccexam CNN, 100 steps
+    python python/bench_e2e.py --dataset cifar10 --n 64               # CIFAR-10 test, ResNet-56, 150 steps
+    python python/bench_e2e.py --device cuda --batch-size 256 --json out.json
+
+The RIC model is the bundled SVHN one unless --model says otherwise (on
+CIFAR-10 it is used as-is: the agreement and speed are the point there, and
+its PSNR is the bundled model's generalisation). A benchmark, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ric_ext import Key, data, metrics, ops
+from ric_ext.cipher import Cipher
+from ric_ext.models import bundled_model_path, load_classifier, load_ric
+from ric_ext.nae import NAEConfig
+
+SETTINGS = {"svhn": dict(classifier="svhn", split="paper", steps=100, kappa=5.0),
+            "cifar10": dict(classifier="cifar10-resnet56", split="test", steps=150, kappa=5.0)}
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+# -- the eager, authors-style baseline -------------------------------------------------------------
+def eager_nae(clf, key: bytes, nonces, labels, shape, c: float, kappa: float, steps: int, lr: float):
+    z0 = ops.keyed_uniform(key, nonces, shape)
+    w = torch.atanh((2 * z0 - 1).clamp(-1 + 1e-6, 1 - 1e-6)).requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    onehot = F.one_hot(labels, clf(z0[:1]).shape[1]).bool()
+    prev = float("inf")
+    check = max(steps // 10, 1)
+    for step in range(steps):
+        z = (torch.tanh(w) + 1) / 2
+        logits = clf(z)
+        real = logits[onehot]
+        other = logits.masked_fill(onehot, float("-inf")).max(1).values
+        cost = (c * torch.clamp(other - real, min=-kappa)).sum()
+        opt.zero_grad()
+        cost.backward()
+        opt.step()
+        if step % check == 0:
+            if cost.item() > prev:
+                break
+            prev = cost.item()
+    return ((torch.tanh(w) + 1) / 2).detach()
+
+
+class EagerPath:
+    def __init__(self, model, clf, key: Key, cfg: NAEConfig, batch_size: int):
+        self.model, self.clf, self.key, self.cfg, self.bs = model, clf, key, cfg, batch_size
+
+    def _nae(self, nonces, labels, shape):
+        c = self.cfg
+        with torch.enable_grad():
+            return eager_nae(self.clf, self.key.noise_key, nonces, labels, shape, c.c, c.kappa, c.steps, c.lr)
+
+    @torch.no_grad()
+    def encrypt(self, x):
+        dev = next(self.model.parameters()).device
+        nonces = torch.randint(0, 256, (x.shape[0], 12), dtype=torch.uint8)
+        labels = self.clf(x.to(dev)).argmax(1)
+        pix = []
+        for i in range(0, x.shape[0], self.bs):
+            xb, yb = x[i:i + self.bs].to(dev), labels[i:i + self.bs]
+            z = self._nae(nonces[i:i + self.bs].to(dev), yb, xb.shape[1:])
+            e = self.model.encoder(self.model.feature((xb - 0.5) / 0.5), z)
+            lam = self.model.lam
+            pix.append(torch.round(((1 - lam) * e + lam * z).clamp(0, 1) * 255).to(torch.uint8))
+        return torch.cat(pix), nonces, labels
+
+    @torch.no_grad()
+    def decrypt(self, ct):
+        pix, nonces, labels = ct
+        dev = pix.device
+        out = []
+        lam = self.model.lam
+        for i in range(0, pix.shape[0], self.bs):
+            p = pix[i:i + self.bs]
+            z = self._nae(nonces[i:i + self.bs].to(dev), labels[i:i + self.bs], p.shape[1:])
+            r = (p.float() / 255 - lam * z) / (1 - lam)
+            out.append(self.model.decoder(r).clamp(0, 1))
+        return torch.cat(out)
+
+    def classify(self, ct):
+        with torch.no_grad():
+            return self.clf(ct[0].float() / 255).argmax(1)
+
+    @staticmethod
+    def labels(ct):
+        return ct[2]
+
+    @staticmethod
+    def steps(ct):
+        return None
+
+
+class LibPath:
+    def __init__(self, model, clf, key: Key, cfg: NAEConfig, batch_size: int, micro_batch):
+        self.cipher = Cipher(model, clf, key, cfg, batch_size=batch_size, micro_batch=micro_batch)
+
+    def encrypt(self, x):
+        return self.cipher.encrypt(x)
+
+    def decrypt(self, ct):
+        return self.cipher.decrypt(ct)
+
+    def classify(self, ct):
+        return self.cipher.classify(ct)
+
+    @staticmethod
+    def labels(ct):
+        return ct.labels
+
+    @staticmethod
+    def steps(ct):
+        return ct.steps
+
+
+def parse_path(name: str, steps: int, kappa: float) -> NAEConfig:
+    kind, *args = name.split(":")
+    base = dict(steps=steps, kappa=kappa)
+    if kind in ("eager", "fixed"):
+        return NAEConfig(stop="fixed", **base)
+    if kind == "margin":
+        return NAEConfig(stop="margin", extra_margin=float(args[0]) if args else 1.0, **base)
+    if kind == "ciphertext":
+        return NAEConfig(stop="ciphertext", ct_margin=float(args[0]) if args else 1.0,
+                         check_every=int(args[1]) if len(args) > 1 else 2, **base)
+    raise SystemExit(f"unknown path {name!r}")
+
+
+def histogram(steps: torch.Tensor, bound: int) -> dict:
+    edges = [0, 5, 10, 20, 50, bound, bound + 1]
+    out = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        label = f"{lo}-{hi - 1}" if hi - 1 > lo else f"{lo}"
+        out[label] = int(((steps >= lo) & (steps < hi)).sum())
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="svhn", choices=sorted(SETTINGS))
+    p.add_argument("--n", type=int, default=500, help="images from the start of the split (svhn: the paper subset)")
+    p.add_argument("--paths", default="eager,fixed,margin:1", help="comma-separated, see above")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--micro-batch", type=int, default=32, help="ric_ext paths; 0 = whole batches")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--model", default=None, help="RIC weights (default: bundled)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--models", default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = SETTINGS[args.dataset]
+    dev = torch.device(args.device)
+    ds = data.svhn(s["split"], args.data) if args.dataset == "svhn" else data.dataset("cifar10", "test", args.data)
+    x, _ = data.stack(ds, list(range(min(args.n, len(ds)))))
+    model = load_ric(args.model or bundled_model_path()).to(dev)
+    clf = load_classifier(s["classifier"], args.models).to(dev).requires_grad_(False)
+    key = Key.generate()
+    rows = []
+    print(f"{args.dataset}: {x.shape[0]} images, classifier {s['classifier']}, bound {s['steps']} steps, "
+          f"device {args.device}, threads {torch.get_num_threads()}", flush=True)
+    for name in args.paths.split(","):
+        cfg = parse_path(name, s["steps"], s["kappa"])
+        path = (EagerPath(model, clf, key, cfg, args.batch_size) if name == "eager"
+                else LibPath(model, clf, key, cfg, args.batch_size, args.micro_batch or None))
+        path.decrypt(path.encrypt(x[:4]))  # warm-up: library init, oneDNN primitives, CUDA graphs
+        sync(dev)
+        t0 = time.perf_counter()
+        ct = path.encrypt(x)
+        sync(dev)
+        t1 = time.perf_counter()
+        x_hat = path.decrypt(ct).cpu()
+        sync(dev)
+        t2 = time.perf_counter()
+        agree = float((path.classify(ct).cpu() == path.labels(ct).cpu()).float().mean())
+        row = {"path": name, "encrypt_img_s": x.shape[0] / (t1 - t0), "decrypt_img_s": x.shape[0] / (t2 - t1),
+               "agreement": agree, "psnr": float(metrics.psnr(x_hat, x).mean())}
+        st = path.steps(ct)
+        if st is not None:
+            row.update(steps_mean=float(st.float().mean()), steps_median=float(st.float().median()),
+                       steps_max=int(st.max()), steps_hist=histogram(st, s["steps"]))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    base = next((r for r in rows if r["path"] == "eager"), None)
+    print(f"\n| path | encrypt img/s | decrypt img/s | x eager (enc / dec) | agreement | PSNR dB | steps mean / median / max |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in rows:
+        ratio = (f"{r['encrypt_img_s'] / base['encrypt_img_s']:.1f} / {r['decrypt_img_s'] / base['decrypt_img_s']:.1f}"
+                 if base else "-")
+        st = f"{r['steps_mean']:.1f} / {r['steps_median']:.0f} / {r['steps_max']}" if "steps_mean" in r else "-"
+        print(f"| {r['path']} | {r['encrypt_img_s']:.1f} | {r['decrypt_img_s']:.1f} | {ratio} | "
+              f"{100 * r['agreement']:.2f}% | {r['psnr']:.3f} | {st} |")
+    if args.json:
+        meta = {"dataset": args.dataset, "n": int(x.shape[0]), "device": args.device, "cpu": platform.processor(),
+                "threads": torch.get_num_threads(), "torch": torch.__version__, "batch_size": args.batch_size,
+                "micro_batch": args.micro_batch}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
