@@ -21,14 +21,14 @@ timeout 100 python3 -m pytest -q tests -x 2>&1 | tail -15 | tee "$OUT/tests.log"
 # Encrypt on one device, decrypt on the other (adaptive default and the fixed path), 64 paper-subset images.
 for dir in "cpu cuda" "cuda cpu"; do
   set -- $dir
-  for stop in margin fixed; do
+  for stop in ciphertext fixed; do
     timeout 40 python3 python/nae_cross_device.py --a "$1" --b "$2" --nae-stop "$stop" --n 64 --data ../shared/data \
       --json "$OUT/cross_${1}_${2}_${stop}.json" 2>&1 | tail -16
   done
 done
-timeout 90 python3 python/bench_e2e.py --device cuda --dataset svhn --n 500 --paths eager,fixed,margin:1 \
+timeout 90 python3 python/bench_e2e.py --device cuda --dataset svhn --n 500 --paths eager,fixed,margin:1,ciphertext:1:2 \
   --json "$OUT/e2e_svhn_cuda.json" 2>&1 | tee "$OUT/e2e_svhn_cuda.txt" | tail -8
-timeout 60 python3 python/bench_e2e.py --device cuda --dataset cifar10 --n 512 --paths eager,fixed,margin:1 \
+timeout 60 python3 python/bench_e2e.py --device cuda --dataset cifar10 --n 512 --paths eager,fixed,margin:1,ciphertext:1:2 \
   --json "$OUT/e2e_cifar_cuda.json" 2>&1 | tee "$OUT/e2e_cifar_cuda.txt" | tail -8
 timeout 150 python3 python/bench_kernels.py --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt" | tail -15
 echo "done"

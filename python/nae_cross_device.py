@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--a", default="cpu", help="device that encrypts")
     p.add_argument("--b", default="cuda", help="device that decrypts")
     p.add_argument("--b-backend", default="native", choices=["native", "torch"])
-    p.add_argument("--nae-stop", default="margin", choices=["margin", "ciphertext", "fixed"])
+    p.add_argument("--nae-stop", default="ciphertext", choices=["margin", "ciphertext", "fixed"])
     p.add_argument("--micro-batch", type=int, default=32, help="0 = whole batches")
     p.add_argument("--model", default=None, help="RIC weights (default: bundled)")
     p.add_argument("--models", default=None, help="classifier folder (default: RIC_MODELS, ../shared/models, bundled)")

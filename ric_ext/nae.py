@@ -7,16 +7,20 @@ started from key-seeded noise, with no distance term.
 How long each image is attacked is decided per image by a *stop rule*
 (``NAEConfig.stop``):
 
-- ``"margin"`` (default): stop as soon as the NAE's own margin
-  f(z)_y - max_{j != y} f(z)_j reaches kappa + extra_margin (the attack's
-  C&W term uses that same kappa + extra_margin, so its gradient is alive until
-  then). Most SVHN NAEs are done after a handful of steps.
-- ``"ciphertext"``: stop once the *ciphertext* made from the current NAE is
-  classified as y with a margin >= ``ct_margin`` (needs a ``stop_fn`` from the
-  caller, e.g. :class:`ric_ext.cipher.Cipher`, which runs the encoder); checked
-  every ``check_every`` steps.
+- ``"ciphertext"`` (default): stop once the *ciphertext* made from the current
+  NAE is classified as y with a margin >= ``ct_margin``, checked every
+  ``check_every`` steps. Label agreement holds by construction. Needs a
+  ``stop_fn`` from the caller (:class:`ric_ext.cipher.Cipher` provides it; it
+  runs the encoder, and the ciphertext made in the passing check is the one
+  returned).
+- ``"margin"``: stop as soon as the NAE's own margin
+  f(z)_y - max_{j != y} f(z)_j reaches kappa + extra_margin. Needs no encoder
+  (training uses it); agreement is then likely, not guaranteed.
 - ``"fixed"``: the authors' rule of format version 1: ``steps`` iterations,
   and every ``steps // 10`` iterations a sample whose cost rose is frozen.
+
+Under both adaptive rules the attack's C&W term uses kappa + extra_margin, so
+its gradient stays alive until the NAE is that confident.
 
 Finished samples leave the batch (compaction), so only unfinished ones go
 through the classifier. :meth:`NAEGenerator.generate` returns the NAEs *and*
@@ -65,8 +69,9 @@ class NAEConfig:
         c, kappa, lr: the C&W weight and confidence, Adam's learning rate.
         steps: ``"fixed"``: the number of iterations; adaptive rules: the most
             Adam updates any image may take (``max_steps``).
-        stop: ``"margin"``, ``"ciphertext"`` or ``"fixed"`` (see the module docstring).
-        extra_margin: ``"margin"`` rule: stop (and aim) at margin kappa + extra_margin.
+        stop: ``"ciphertext"``, ``"margin"`` or ``"fixed"`` (see the module docstring).
+        extra_margin: adaptive rules: the attack aims at margin kappa + extra_margin
+            (and the ``"margin"`` rule stops there).
         ct_margin: ``"ciphertext"`` rule: the ciphertext's margin that ends the attack.
         check_every: ``"ciphertext"`` rule: steps between checks (each costs an encoder pass).
         early_stop: ``"fixed"`` rule: the authors' cost-rose check.
@@ -77,7 +82,7 @@ class NAEConfig:
     steps: int = 100
     lr: float = 0.01
     early_stop: bool = True
-    stop: str = "margin"
+    stop: str = "ciphertext"
     extra_margin: float = 1.0
     ct_margin: float = 1.0
     check_every: int = 2
@@ -102,8 +107,8 @@ class NAEConfig:
 
     @property
     def attack_kappa(self) -> float:
-        """The kappa of the C&W term the attack minimises (kappa + extra_margin under the margin rule)."""
-        return self.kappa + self.extra_margin if self.stop == "margin" else self.kappa
+        """The kappa of the C&W term the attack minimises (kappa + extra_margin under the adaptive rules)."""
+        return self.kappa if self.stop == "fixed" else self.kappa + self.extra_margin
 
     def to_dict(self) -> dict:
         return asdict(self)

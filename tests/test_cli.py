@@ -88,3 +88,22 @@ def test_errors_are_clean(workspace, tmp_path):
     p = _run("encrypt", "--input", workspace / "plain", "--output", tmp_path / "o", "--key", tmp_path / "nokey",
              "--model", workspace / "model.pt", ok=False)
     assert p.returncode == 2 and "key file not found" in p.stderr
+
+
+@pytest.mark.parametrize("stop", ["fixed", "ciphertext"])
+def test_stop_rules_on_the_command_line(workspace, stop):
+    # The rule and its step counts travel in each file: decryption needs no NAE options.
+    d = workspace
+    if not (d / "key.json").exists():
+        _run("keygen", "--out", d / "key.json")
+    enc, dec = d / f"enc_{stop}", d / f"dec_{stop}"
+    _run("encrypt", "--input", d / "plain", "--output", enc, "--key", d / "key.json", "--model", d / "model.pt",
+         "--nae-stop", stop, "--nae-steps", "6", "--nae-check-every", "3", "--no-progress")
+    with Image.open(enc / "img0.png") as im:
+        header = json.loads(im.text["ric-ext"])
+    assert header["version"] == 2 and header["nae"]["stop"] == stop and 0 <= header["steps"] <= 6
+    if stop == "ciphertext":
+        assert header["steps"] % 3 == 0 or header["steps"] == 6
+    _run("decrypt", "--input", enc, "--output", dec, "--key", d / "key.json", "--model", d / "model.pt",
+         "--no-progress")
+    assert sorted(os.listdir(dec)) == ["img0.png", "img1.png", "img2.png"]

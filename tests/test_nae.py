@@ -15,7 +15,7 @@ def batch():
 
 def test_targets_reached_and_noise_like(svhn_classifier, batch):
     nonces, labels = batch
-    z = NAEGenerator(svhn_classifier, NAEConfig(steps=100))(KEY, nonces, labels, (3, 32, 32))
+    z = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=100))(KEY, nonces, labels, (3, 32, 32))
     assert z.shape == (10, 3, 32, 32) and z.min() >= 0 and z.max() <= 1
     with torch.no_grad():
         assert torch.equal(svhn_classifier(z).argmax(1), labels)
@@ -25,13 +25,13 @@ def test_targets_reached_and_noise_like(svhn_classifier, batch):
 
 def test_bit_identical_run_after_run(svhn_classifier, batch):
     nonces, labels = batch
-    gen = NAEGenerator(svhn_classifier, NAEConfig(steps=30))
+    gen = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=30))
     assert torch.equal(gen(KEY, nonces, labels, (3, 32, 32)), gen(KEY, nonces, labels, (3, 32, 32)))
 
 
 def test_key_and_nonce_sensitivity(svhn_classifier, batch):
     nonces, labels = batch
-    gen = NAEGenerator(svhn_classifier, NAEConfig(steps=10))
+    gen = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=10))
     z = gen(KEY, nonces, labels, (3, 32, 32))
     other_key = gen(bytes(32), nonces, labels, (3, 32, 32))
     other_nonce = gen(KEY, nonces.flip(0), labels, (3, 32, 32))
@@ -45,7 +45,7 @@ def test_batch_composition_barely_matters(svhn_classifier, batch):
     # per-sample early stopping keeps the trajectories independent, and only
     # conv-algorithm rounding differs (measured max 1.2e-7 on this CPU).
     nonces, labels = batch
-    gen = NAEGenerator(svhn_classifier, NAEConfig(steps=50))
+    gen = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=50))
     z = gen(KEY, nonces, labels, (3, 32, 32))
     single = torch.cat([gen(KEY, nonces[i:i + 1], labels[i:i + 1], (3, 32, 32)) for i in range(3)])
     torch.testing.assert_close(single, z[:3], rtol=0, atol=1e-5)
@@ -55,7 +55,7 @@ def test_zero_steps_is_the_keyed_noise(svhn_classifier, batch):
     from ric_ext import ops
 
     nonces, labels = batch
-    z = NAEGenerator(svhn_classifier, NAEConfig(steps=0))(KEY, nonces, labels, (3, 32, 32))
+    z = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=0))(KEY, nonces, labels, (3, 32, 32))
     assert torch.equal(z, ops.keyed_uniform(KEY, nonces, (3, 32, 32)))
 
 
@@ -81,8 +81,8 @@ def test_fixed_rule_early_stop_freezes_samples():
 
 def test_native_and_reference_backends_agree(svhn_classifier, batch):
     nonces, labels = batch
-    a = NAEGenerator(svhn_classifier, NAEConfig(steps=20))(KEY, nonces[:4], labels[:4], (3, 32, 32))
-    b = NAEGenerator(svhn_classifier, NAEConfig(steps=20), backend="torch")(KEY, nonces[:4], labels[:4], (3, 32, 32))
+    a = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=20))(KEY, nonces[:4], labels[:4], (3, 32, 32))
+    b = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=20), backend="torch")(KEY, nonces[:4], labels[:4], (3, 32, 32))
     # Adam normalises the step, so few-ulp differences in tanh stay few-ulp in z.
     torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
 

@@ -39,8 +39,9 @@ def _margin_after(gen, nonces, labels, steps):
 @pytest.mark.parametrize("extra", [0.0, 1.5])
 def test_margin_rule_stops_at_the_first_step_that_reaches_the_margin(extra):
     clf = Linear()
-    cfg = NAEConfig(kappa=2.0, extra_margin=extra, steps=200, lr=0.05)
+    cfg = NAEConfig(stop="margin", kappa=2.0, extra_margin=extra, steps=200, lr=0.05)
     gen = NAEGenerator(clf, cfg)
+    assert cfg.stop == "margin"
     nonces, labels = _nonces(12), torch.arange(12) % 4
     res = gen.generate(KEY, nonces, labels, SHAPE)
     assert res.steps.dtype == torch.int64 and res.steps.shape == (12,)
@@ -55,7 +56,7 @@ def test_margin_rule_stops_at_the_first_step_that_reaches_the_margin(extra):
 
 def test_step_bound_is_respected():
     # kappa far out of reach: every sample runs to the bound.
-    gen = NAEGenerator(Linear(), NAEConfig(kappa=1e6, steps=7))
+    gen = NAEGenerator(Linear(), NAEConfig(stop="margin", kappa=1e6, steps=7))
     res = gen.generate(KEY, _nonces(5), torch.zeros(5, dtype=torch.int64), SHAPE)
     assert res.steps.tolist() == [7] * 5
 
@@ -80,7 +81,7 @@ def test_ciphertext_rule_bookkeeping_under_compaction():
 
 
 def test_replay_reproduces_generate():
-    gen = NAEGenerator(Linear(), NAEConfig(kappa=2.0, steps=100, lr=0.05))
+    gen = NAEGenerator(Linear(), NAEConfig(stop="margin", kappa=2.0, steps=100, lr=0.05))
     nonces, labels = _nonces(9, 3), torch.arange(9) % 4
     res = gen.generate(KEY, nonces, labels, SHAPE)
     z = gen.replay(KEY, nonces, labels, SHAPE, res.steps)
@@ -94,7 +95,7 @@ def test_replay_reproduces_generate():
 
 
 def test_replay_zero_steps_is_the_noise_and_bad_steps_raise():
-    gen = NAEGenerator(Linear(), NAEConfig(steps=10))
+    gen = NAEGenerator(Linear(), NAEConfig(stop="margin", steps=10))
     nonces, labels = _nonces(3), torch.arange(3)
     z = gen.replay(KEY, nonces, labels, SHAPE, torch.zeros(3, dtype=torch.int64))
     assert torch.equal(z, ops.keyed_uniform(KEY, nonces, SHAPE))
@@ -114,6 +115,7 @@ def test_config_round_trip_and_version1_dict():
     v1 = {"c": 10.0, "kappa": 5.0, "steps": 100, "lr": 0.01, "early_stop": True}
     assert NAEConfig.from_dict(v1) == NAEConfig(stop="fixed")
     assert NAEConfig(extra_margin=1.0).attack_kappa == 6.0
+    assert NAEConfig(stop="margin", extra_margin=2.0).attack_kappa == 7.0
     assert NAEConfig(stop="fixed", extra_margin=1.0).attack_kappa == 5.0
     for bad in (dict(stop="sometimes"), dict(extra_margin=-1.0), dict(ct_margin=-0.5), dict(check_every=0)):
         with pytest.raises(ValueError):
@@ -126,7 +128,7 @@ def test_bucket_sizes():
 
 def test_compiled_step_equals_eager():
     clf = Linear()
-    cfg = NAEConfig(kappa=2.0, steps=30, lr=0.05)
+    cfg = NAEConfig(stop="margin", kappa=2.0, steps=30, lr=0.05)
     nonces, labels = _nonces(5, 7), torch.arange(5) % 4
     eager = NAEGenerator(clf, cfg, step_impl="eager").generate(KEY, nonces, labels, SHAPE)
     comp = NAEGenerator(clf, cfg, step_impl="compile").generate(KEY, nonces, labels, SHAPE)
@@ -137,10 +139,10 @@ def test_compiled_step_equals_eager():
 
 def test_cuda_graph_needs_cuda():
     with pytest.raises(ValueError, match="CUDA"):
-        NAEGenerator(Linear(), step_impl="cuda_graph").generate(KEY, _nonces(1), torch.zeros(1, dtype=torch.int64),
+        NAEGenerator(Linear(), NAEConfig(stop="margin"), step_impl="cuda_graph").generate(KEY, _nonces(1), torch.zeros(1, dtype=torch.int64),
                                                                 SHAPE)
     with pytest.raises(ValueError, match="step_impl"):
-        NAEGenerator(Linear(), step_impl="fast").generate(KEY, _nonces(1), torch.zeros(1, dtype=torch.int64), SHAPE)
+        NAEGenerator(Linear(), NAEConfig(stop="margin"), step_impl="fast").generate(KEY, _nonces(1), torch.zeros(1, dtype=torch.int64), SHAPE)
 
 
 @needs_cuda
@@ -150,7 +152,7 @@ def test_cuda_graph_step_equals_eager(svhn_classifier):
     clf = copy.deepcopy(svhn_classifier).cuda()
     nonces = _nonces(13, 5)
     labels = torch.arange(13) % 10
-    cfg = NAEConfig(steps=60)
+    cfg = NAEConfig(stop="margin", steps=60)
     eager = NAEGenerator(clf, cfg, step_impl="eager").generate(KEY, nonces, labels, (3, 32, 32))
     graph = NAEGenerator(clf, cfg, step_impl="cuda_graph").generate(KEY, nonces, labels, (3, 32, 32))
     # Same kernels, but the graph pads the batch to a bucket, which may change cuDNN's reduction order.
