@@ -133,6 +133,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     dev = _device(args.device)
     model = _load_model(args.model, args.device)
     clf = load_classifier(args.classifier, args.models).to(dev)
+    if args.attacks:
+        return _run_security(args, model, clf)
     ds = data_mod.dataset(args.dataset, args.split, args.data, args.size)
     n = min(args.n, len(ds))
     x, y = data_mod.stack(ds, list(range(n)))
@@ -140,6 +142,50 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                    micro_batch=args.micro_batch or None)
     print(format_table(res))
     write_report(res, args.out)
+    print(f"report: {args.out}/report.md")
+    return 0
+
+
+def _run_security(args: argparse.Namespace, model, clf) -> int:
+    """``evaluate --attacks``: the threat models of SPEC.md on a fixed split (see ric_ext.security)."""
+    import json
+
+    from . import data as data_mod
+    from .cipher import Cipher
+    from .keys import Key
+    from .security import SECTIONS, AttackConfig, InversionSettings, run_attacks, write_report
+
+    names = list(SECTIONS) if args.attacks == "all" else [a.strip() for a in args.attacks.split(",") if a.strip()]
+    cfg = AttackConfig(attacks=names, inversion=InversionSettings(epochs=args.attack_epochs, width=args.attack_width,
+                                                                  seed=args.attack_seed),
+                       reencrypt_images=args.reencrypt_images)
+    n_pool, n_test = args.attack_pairs + args.attack_val, args.attack_test
+    if args.dataset == "svhn":
+        # The authors' split: pairs from test 1000-1499 (the paper subset), unseen test images 1500-1599.
+        full = data_mod.svhn("test", args.data)
+        pool_idx, test_idx = range(1000, 1000 + n_pool), range(1500, 1500 + n_test)
+        train = data_mod.svhn("train", args.data)
+        desc = f"SVHN test indices {pool_idx.start}-{pool_idx.stop - 1} (attacker pairs), {test_idx.start}-{test_idx.stop - 1} (scored)"
+    else:
+        full = data_mod.dataset(args.dataset, args.split, args.data, args.size)
+        pool_idx, test_idx = range(0, n_pool), range(n_pool, n_pool + n_test)
+        train = full
+        desc = f"{args.dataset} {args.split} indices 0-{n_pool - 1} (attacker pairs), {n_pool}-{n_pool + n_test - 1} (scored)"
+    if test_idx.stop > len(full):
+        raise ValueError(f"the dataset has {len(full)} images; the attack needs {test_idx.stop}")
+    attack_x, _ = data_mod.stack(full, list(pool_idx))
+    test_x, _ = data_mod.stack(full, list(test_idx))
+    tx, ty = data_mod.stack(train, list(range(min(len(train), args.reference_images))))
+    key = Key.generate()
+    cipher = Cipher(model, clf, key, _nae_from_args(args), batch_size=args.batch_size,
+                    micro_batch=args.micro_batch or None)
+    res = run_attacks(cipher, attack_x, test_x, tx, ty, cfg, n_val=args.attack_val,
+                      log=lambda m: print(m, flush=True))
+    context = {"model": args.model, "classifier": args.classifier, "key id": key.key_id + " (a fresh key)",
+               "data": desc, "reference images": f"{tx.shape[0]} images of the {args.dataset} training split",
+               "NAE settings": json.dumps(cipher.nae.config.to_dict()), "micro_batch": cipher.micro_batch}
+    write_report(res, args.out, context)
+    print(open(f"{args.out}/report.md").read())
     print(f"report: {args.out}/report.md")
     return 0
 
@@ -172,7 +218,8 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
     p.add_argument("--nae-steps", type=int, default=d.steps,
                    help="most attack steps per image (the exact count for --nae-stop fixed) (default: %(default)s)")
     p.add_argument("--nae-extra-margin", type=float, default=d.extra_margin,
-                   help="margin rule: stop at margin kappa + this (default: %(default)s)")
+                   help="adaptive rules: the attack aims at margin kappa + this, and the margin rule stops there "
+                        "(default: %(default)s)")
     p.add_argument("--nae-ct-margin", type=float, default=d.ct_margin,
                    help="ciphertext rule: the ciphertext's margin that ends the attack (default: %(default)s)")
     p.add_argument("--nae-check-every", type=int, default=d.check_every,
@@ -229,13 +276,29 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--device", default="auto")
     cl.set_defaults(func=_cmd_classify)
 
-    ev = sub.add_parser("evaluate", help="SPEC.md's evaluation: accuracy, PSNR/SSIM/MAE, dissimilarity, wrong key")
-    ev.add_argument("--dataset", default="svhn")
-    ev.add_argument("--split", default="paper", help="svhn: train | test | paper (indices 1000-1499)")
-    ev.add_argument("--data", default=None)
-    ev.add_argument("--size", type=int, default=None)
-    ev.add_argument("--n", type=int, default=500, help="number of images (from the start of the split)")
-    ev.add_argument("--out", default="runs/eval", help="report folder")
+    ev = sub.add_parser("evaluate", help="SPEC.md's evaluation: accuracy, PSNR/SSIM/MAE, dissimilarity, wrong key; "
+                                         "--attacks adds the security evaluation")
+    ev.add_argument("--dataset", default="svhn", help="svhn | cifar10 | lfw | an image folder (default: %(default)s)")
+    ev.add_argument("--split", default="paper",
+                    help="svhn: train | test | paper (test indices 1000-1499); lfw: train | test (default: %(default)s)")
+    ev.add_argument("--data", default=None, help="data folder (default: RIC_DATA or ../shared/data)")
+    ev.add_argument("--size", type=int, default=None, help="image size for LFW / image folders")
+    ev.add_argument("--n", type=int, default=500, help="number of images from the start of the split (default: %(default)s)")
+    ev.add_argument("--out", default="runs/eval", help="report folder (default: %(default)s)")
+    ev.add_argument("--attacks", default=None,
+                    help="run the security evaluation instead: 'all' or a comma list of "
+                         "inversion,keys,ciphertext_only,robustness,baselines (see ric_ext.security)")
+    ev.add_argument("--attack-pairs", type=int, default=450,
+                    help="attacks: known (ciphertext, plaintext) training pairs (default: %(default)s)")
+    ev.add_argument("--attack-val", type=int, default=50, help="attacks: the attacker's validation pairs (default: %(default)s)")
+    ev.add_argument("--attack-test", type=int, default=100, help="attacks: unseen images scored (default: %(default)s)")
+    ev.add_argument("--attack-epochs", type=int, default=60, help="attacks: U-Net training epochs (default: %(default)s)")
+    ev.add_argument("--attack-width", type=int, default=32, help="attacks: U-Net base width (default: %(default)s)")
+    ev.add_argument("--attack-seed", type=int, default=0, help="attacks: U-Net init/data-order seed (default: %(default)s)")
+    ev.add_argument("--reencrypt-images", type=int, default=10,
+                    help="attacks: images encrypted 32 times each for the re-encryption test (default: %(default)s)")
+    ev.add_argument("--reference-images", type=int, default=8000,
+                    help="attacks: training images for the mean-image baselines (default: %(default)s)")
     _add_cipher_args(ev, needs_key=False)
     ev.set_defaults(func=_cmd_evaluate)
 

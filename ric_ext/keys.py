@@ -46,6 +46,14 @@ class Key:
             raise ValueError(f"key material must be {KEY_BYTES} bytes, got {len(secret)}")
         self._secret = bytes(secret)
 
+    def with_flipped_bit(self, bit: int) -> "Key":
+        """This key with one bit of its secret flipped: for key-sensitivity tests (``evaluate --attacks``)."""
+        if isinstance(bit, bool) or not isinstance(bit, int) or not 0 <= bit < 8 * KEY_BYTES:
+            raise ValueError(f"bit must be an int in [0, {8 * KEY_BYTES}), got {bit!r}")
+        b = bytearray(self._secret)
+        b[bit // 8] ^= 1 << (bit % 8)
+        return Key(bytes(b))
+
     @classmethod
     def generate(cls) -> "Key":
         """A fresh random key from the OS's CSPRNG."""

@@ -107,3 +107,18 @@ def test_stop_rules_on_the_command_line(workspace, stop):
     _run("decrypt", "--input", enc, "--output", dec, "--key", d / "key.json", "--model", d / "model.pt",
          "--no-progress")
     assert sorted(os.listdir(dec)) == ["img0.png", "img1.png", "img2.png"]
+
+
+@needs_shared
+def test_evaluate_attacks_cli(workspace):
+    d = workspace
+    out = d / "security"
+    p = _run("evaluate", "--attacks", "keys,ciphertext_only", "--model", d / "model.pt", "--nae-steps", "3",
+             "--attack-pairs", "6", "--attack-val", "2", "--attack-test", "4", "--reencrypt-images", "1",
+             "--reference-images", "40", "--out", out, "--data", os.path.join(MODELS, "..", "data"))
+    md = (out / "report.md").read_text()
+    assert "SVHN test indices 1000-1007 (attacker pairs), 1500-1503 (scored)" in md
+    assert "decrypt with another key" in md and "NPCR" in md and "inversion" not in md.split("## Attacks")[1][:400]
+    p = _run("evaluate", "--attacks", "everything", "--model", d / "model.pt", "--out", out / "x",
+             "--data", os.path.join(MODELS, "..", "data"), ok=False)
+    assert p.returncode == 2 and "unknown attack" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,131 @@
+"""Security evaluation: statistics against hand-computed values, the baseline
+schemes, the inversion trainer, and every attack section end to end on a tiny
+model with tiny settings (report written atomically)."""
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from ric_ext.cipher import Cipher
+from ric_ext.keys import Key
+from ric_ext.nae import NAEConfig
+from ric_ext.security import AttackConfig, InversionSettings, run_attacks, score, train_inversion, write_report
+from ric_ext.security import stats
+from ric_ext.security.references import reference_guesses
+from ric_ext.security.schemes import lsb_decrypt, lsb_encrypt
+from ric_ext.security.unet import UNet
+
+
+def u8(rows):
+    return torch.tensor(rows, dtype=torch.uint8)[None, None]
+
+
+def test_npcr_uaci_by_hand():
+    a = u8([[0, 10], [20, 255]])
+    b = u8([[0, 12], [25, 0]])
+    npcr, uaci = stats.npcr_uaci(a, b)
+    # 3 of 4 pixels differ; mean |diff| / 255 = (0 + 2 + 5 + 255) / 4 / 255.
+    assert npcr.item() == pytest.approx(75.0)
+    assert uaci.item() == pytest.approx((2 + 5 + 255) / 4 / 255 * 100)
+    with pytest.raises(ValueError, match="same shape"):
+        stats.npcr_uaci(a, u8([[1, 2, 3]]))
+
+
+def test_chi_square_by_hand():
+    flat = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+    assert stats.chi_square(flat).item() == pytest.approx(0.0)
+    const = torch.zeros(1, 1, 16, 16, dtype=torch.uint8)
+    # 256 pixels, expected 1 per bin: (256 - 1)^2 / 1 + 255 * (0 - 1)^2 / 1.
+    assert stats.chi_square(const).item() == pytest.approx(255 ** 2 + 255)
+
+
+def test_adjacent_correlation_by_hand():
+    ramp = torch.arange(8, dtype=torch.uint8).repeat(8, 1)[None, None] * 10   # rows 0..70
+    assert stats.adjacent_correlation(ramp, "horizontal").item() == pytest.approx(1.0)
+    assert stats.adjacent_correlation(ramp, "vertical").item() == pytest.approx(1.0)  # vertical pairs are equal
+    assert math.isnan(stats.adjacent_correlation(torch.full((1, 1, 4, 4), 7, dtype=torch.uint8)).item())
+    checker = ((torch.arange(8)[:, None] + torch.arange(8)[None]) % 2 * 200).to(torch.uint8)[None, None]
+    assert stats.adjacent_correlation(checker, "horizontal").item() == pytest.approx(-1.0)
+    assert stats.adjacent_correlation(checker, "diagonal").item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="direction"):
+        stats.adjacent_correlation(checker, "up")
+
+
+def test_lsb_scheme_round_trip():
+    g = torch.Generator().manual_seed(0)
+    x, z = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    c = lsb_encrypt(x, z, 4)
+    x8, z8 = (x * 255).round().to(torch.uint8), (z * 255).round().to(torch.uint8)
+    assert torch.equal(c >> 4, z8 >> 4) and torch.equal(c & 15, x8 >> 4)
+    rec8 = (lsb_decrypt(c, 4) * 255).round().long()
+    assert torch.equal(rec8 >> 4, (x8 >> 4).long()) and torch.equal(rec8 & 15, torch.full_like(rec8, 8))
+    with pytest.raises(ValueError, match="bits"):
+        lsb_encrypt(x, z, 8)
+
+
+def test_reference_guesses():
+    tx = torch.stack([torch.full((1, 4, 4), v) for v in (0.0, 0.2, 0.6, 1.0)])
+    ty = torch.tensor([0, 0, 1, 1])
+    x = torch.rand(2, 1, 4, 4)
+    refs = reference_guesses(x, torch.tensor([1, 0]), tx, ty)
+    assert torch.allclose(refs["training-set mean image"], torch.full_like(x, 0.45))
+    assert torch.allclose(refs["class-mean image"][0], torch.full((1, 4, 4), 0.8))
+    assert torch.allclose(refs["class-mean image"][1], torch.full((1, 4, 4), 0.1))
+    assert torch.allclose(refs["own mean grey"][0], x[0].mean().expand(1, 4, 4))
+
+
+def test_unet_any_size_and_inversion_learns_a_learnable_map():
+    net = UNet(5, 3, 4)
+    assert net(torch.rand(2, 5, 13, 18)).shape == (2, 3, 13, 18)
+    # A map an attacker can learn: the input *is* the plaintext, inverted. The attack must get far past noise.
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 3, 8, 8, generator=g)
+    rec, info = train_inversion(1 - x[:30], x[:30], 1 - x[30:35], x[30:35], 1 - x[35:],
+                                InversionSettings(epochs=60, width=8, lr=3e-3, batch_size=4))
+    assert rec.shape == (5, 3, 8, 8) and info["best_epoch"] >= 1
+    assert score(rec, x[35:])["psnr"] > 20
+
+
+def test_bad_attack_settings():
+    with pytest.raises(ValueError, match="unknown attack"):
+        AttackConfig(attacks=("inversion", "magic"))
+    with pytest.raises(ValueError, match="epochs"):
+        InversionSettings(epochs=0)
+    with pytest.raises(ValueError, match="bit"):
+        Key.generate().with_flipped_bit(256)
+
+
+def test_key_one_bit_away_is_another_key():
+    k = Key.generate()
+    k1 = k.with_flipped_bit(0)
+    assert k1 != k and k1.with_flipped_bit(0) == k and k1.key_id != k.key_id
+
+
+def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_images, tmp_path):
+    x, y = svhn_images
+    cipher = Cipher(tiny_trained, svhn_classifier, Key.generate(), NAEConfig(steps=4), micro_batch=8)
+    cfg = AttackConfig(inversion=InversionSettings(epochs=1, width=4), reencrypt_images=2, reencrypt_n=(1, 2),
+                       jpeg_qualities=(90, 30), noise_sigmas=(1.0, 8.0))
+    res = run_attacks(cipher, x[:8], x[8:14], x, y, cfg, n_val=2)
+    sections = {r["section"] for r in res["rows"]}
+    assert sections == {"inversion", "keys", "ciphertext_only"}
+    assert {r["attack"][:3] for r in res["rows"] if r["section"] == "inversion"} == {"(a)", "(b)", "(c)"}
+    for r in res["rows"]:
+        assert 0 < r["psnr"] <= 100 and -1 <= r["ssim"] <= 1
+        assert ("meets_target" in r) == ("target" in r)
+    assert {b["scheme"].split(" ")[0] for b in res["curves"]["baselines"]} == {"RIC", "LSB", "plain-noise"}
+    assert len(res["curves"]["robustness"]["jpeg"]) == 2 and len(res["curves"]["robustness"]["noise"]) == 2
+    st = res["curves"]["statistics"]
+    assert 0 <= st["npcr_percent"] <= 100 and set(st["correlation"]) == {"horizontal", "vertical", "diagonal"}
+    out = tmp_path / "report"
+    write_report(res, str(out), {"model": "tiny", "key id": cipher.key.key_id})
+    files = sorted(os.listdir(out))
+    assert files == ["attacks_grid.png", "reencryption.png", "report.json", "report.md", "robustness_jpeg.png",
+                     "robustness_noise.png"]  # no temporary files left behind
+    md = (out / "report.md").read_text()
+    assert "tiny" in md and "Baseline schemes" in md and "training-set mean image" in md
+    assert cipher.key.noise_key.hex() not in md and cipher.key.mac_key.hex() not in md
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["n_test"] == 6 and rep["settings"]["inversion"]["epochs"] == 1
