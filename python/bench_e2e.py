@@ -7,8 +7,9 @@ Paths (any subset, in one run so that ratios compare like with like):
                cost rose at a check), plain-torch masking; decryption reruns it.
   fixed        ric_ext with NAEConfig(stop="fixed"): fixed steps + per-sample early stop.
   margin:M     ric_ext adaptive, stop when the NAE's margin reaches kappa + M.
-  ciphertext:M:K  ric_ext adaptive, stop when the ciphertext's margin reaches M, checked every K steps
-               (ciphertext:1:2 is the default of NAEConfig).
+  ciphertext:M:K[:G]  ric_ext adaptive, stop when the ciphertext's margin reaches M, checked every K steps
+               once the NAE's own margin has reached G (default kappa; "none": from the start)
+               (ciphertext:1:2 is NAEConfig's default).
 
     python python/bench_e2e.py --dataset svhn --n 500                 # SVHN paper subset, ccexam CNN, 100 steps
     python python/bench_e2e.py --dataset cifar10 --n 64               # CIFAR-10 test, ResNet-56, 150 steps
@@ -147,7 +148,9 @@ def parse_path(name: str, steps: int, kappa: float) -> NAEConfig:
         return NAEConfig(stop="margin", extra_margin=float(args[0]) if args else 1.0, **base)
     if kind == "ciphertext":
         return NAEConfig(stop="ciphertext", ct_margin=float(args[0]) if args else 1.0,
-                         check_every=int(args[1]) if len(args) > 1 else 2, **base)
+                         check_every=int(args[1]) if len(args) > 1 else 2,
+                         check_margin=(None if args[2] == "none" else float(args[2])) if len(args) > 2 else "kappa",
+                         **base)
     raise SystemExit(f"unknown path {name!r}")
 
 

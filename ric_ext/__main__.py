@@ -59,7 +59,7 @@ def _nae_from_args(args: argparse.Namespace):
 
     return NAEConfig(c=args.nae_c, kappa=args.nae_kappa, steps=args.nae_steps, lr=args.nae_lr, stop=args.nae_stop,
                      extra_margin=args.nae_extra_margin, ct_margin=args.nae_ct_margin,
-                     check_every=args.nae_check_every)
+                     check_every=args.nae_check_every, check_margin=args.nae_check_margin)
 
 
 def _cipher(args: argparse.Namespace):
@@ -202,6 +202,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_margin(v: str):
+    if v.lower() == "none":
+        return None
+    if v == "kappa":
+        return v
+    return float(v)
+
+
 def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None:
     from .nae import NAEConfig
 
@@ -224,6 +232,9 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
                    help="ciphertext rule: the ciphertext's margin that ends the attack (default: %(default)s)")
     p.add_argument("--nae-check-every", type=int, default=d.check_every,
                    help="ciphertext rule: steps between checks (default: %(default)s)")
+    p.add_argument("--nae-check-margin", default=d.check_margin, type=_check_margin,
+                   help="ciphertext rule: check only images whose NAE margin reached this: a number, 'kappa' "
+                        "or 'none' (check from the start) (default: %(default)s)")
     p.add_argument("--nae-c", type=float, default=d.c, help="C&W weight c (default: %(default)s)")
     p.add_argument("--nae-kappa", type=float, default=d.kappa, help="C&W confidence kappa (default: %(default)s)")
     p.add_argument("--nae-lr", type=float, default=d.lr, help="attack Adam learning rate (default: %(default)s)")

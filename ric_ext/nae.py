@@ -9,7 +9,10 @@ How long each image is attacked is decided per image by a *stop rule*
 
 - ``"ciphertext"`` (default): stop once the *ciphertext* made from the current
   NAE is classified as y with a margin >= ``ct_margin``, checked every
-  ``check_every`` steps. Label agreement holds by construction. Needs a
+  ``check_every`` steps, and only for samples whose NAE margin has reached
+  ``check_margin`` (default "kappa"; None: every sample; a check costs an
+  encoder pass). Label agreement holds by construction. With the gate, an
+  image's step count depends on x only when its first check fails. Needs a
   ``stop_fn`` from the caller (:class:`ric_ext.cipher.Cipher` provides it; it
   runs the encoder, and the ciphertext made in the passing check is the one
   returned).
@@ -74,6 +77,9 @@ class NAEConfig:
             (and the ``"margin"`` rule stops there).
         ct_margin: ``"ciphertext"`` rule: the ciphertext's margin that ends the attack.
         check_every: ``"ciphertext"`` rule: steps between checks (each costs an encoder pass).
+        check_margin: ``"ciphertext"`` rule: check only samples whose NAE margin is at least
+            this: a number (at most kappa + extra_margin), "kappa" (the default), or None
+            (check every active sample).
         early_stop: ``"fixed"`` rule: the authors' cost-rose check.
     """
 
@@ -86,6 +92,7 @@ class NAEConfig:
     extra_margin: float = 1.0
     ct_margin: float = 1.0
     check_every: int = 2
+    check_margin: Union[float, str, None] = "kappa"
 
     def __post_init__(self) -> None:
         if not self.c > 0:
@@ -104,6 +111,18 @@ class NAEConfig:
             raise ValueError(f"NAE ct_margin must be >= 0, got {self.ct_margin}")
         if isinstance(self.check_every, bool) or not isinstance(self.check_every, int) or self.check_every < 1:
             raise ValueError(f"NAE check_every must be an int >= 1, got {self.check_every!r}")
+        if isinstance(self.check_margin, str) and self.check_margin != "kappa":
+            raise ValueError(f"NAE check_margin must be a number, 'kappa' or None, got {self.check_margin!r}")
+        if self.gate is not None and not self.gate <= self.kappa + self.extra_margin:
+            raise ValueError(f"NAE check_margin must be <= kappa + extra_margin = {self.kappa + self.extra_margin} "
+                             f"(the attack stops pushing there), got {self.check_margin}")
+
+    @property
+    def gate(self) -> Optional[float]:
+        """The NAE margin from which the ciphertext rule checks a sample (None: from the start)."""
+        if self.check_margin is None:
+            return None
+        return self.kappa if self.check_margin == "kappa" else float(self.check_margin)
 
     @property
     def attack_kappa(self) -> float:
@@ -120,8 +139,10 @@ class NAEConfig:
                     early_stop=bool(d["early_stop"]))
         if "stop" not in d:
             return cls(stop="fixed", **base)
+        cm = d.get("check_margin")
         return cls(stop=str(d["stop"]), extra_margin=float(d["extra_margin"]), ct_margin=float(d["ct_margin"]),
-                   check_every=int(d["check_every"]), **base)
+                   check_every=int(d["check_every"]),
+                   check_margin=cm if cm is None or isinstance(cm, str) else float(cm), **base)
 
 
 class NAEResult(NamedTuple):
@@ -310,7 +331,7 @@ class NAEGenerator:
                 # Decisions that need no forward pass come first, so the finished leave before it.
                 if target is not None:
                     done = target == t
-                elif cfg.stop == "ciphertext" and t % cfg.check_every == 0:
+                elif cfg.stop == "ciphertext" and cfg.gate is None and t % cfg.check_every == 0:
                     done = stop_fn(z, idx, t).to(dev, torch.bool)
                 else:
                     done = None
@@ -321,6 +342,13 @@ class NAEGenerator:
                 cw, grad = step(z, y)   # cw: the C&W margin term (before the factor c)
                 if target is None and cfg.stop == "margin":
                     done = cw <= -cfg.attack_kappa   # margin >= kappa + extra_margin
+                elif (target is None and cfg.stop == "ciphertext" and cfg.gate is not None
+                      and t % cfg.check_every == 0):
+                    # -cw = min(margin, attack_kappa), and the gate is <= attack_kappa.
+                    cand = -cw >= cfg.gate
+                    done = torch.zeros_like(cand)
+                    if bool(cand.any()):
+                        done[cand] = stop_fn(z[cand], idx[cand], t).to(dev, torch.bool)
                 elif target is None and cfg.stop == "fixed" and cfg.early_stop and (t + 1) % check_fixed == 0:
                     cost = cfg.c * cw
                     done = cost > prev_cost

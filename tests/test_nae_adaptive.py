@@ -71,13 +71,31 @@ def test_ciphertext_rule_bookkeeping_under_compaction():
         assert z.shape[0] == idx.shape[0]
         return idx * 2 <= t
 
-    gen = NAEGenerator(Linear(), NAEConfig(stop="ciphertext", steps=50, check_every=2))
+    gen = NAEGenerator(Linear(), NAEConfig(stop="ciphertext", steps=50, check_every=2, check_margin=None))
     res = gen.generate(KEY, _nonces(6), torch.arange(6) % 4, SHAPE, stop_fn=stop_fn)
     assert res.steps.tolist() == [0, 2, 4, 6, 8, 10]
     assert all(t % 2 == 0 for t, _ in seen)
     assert seen[1] == (2, [1, 2, 3, 4, 5])  # sample 0 left at step 0
     with pytest.raises(ValueError, match="stop_fn"):
         gen.generate(KEY, _nonces(2), torch.arange(2), SHAPE)
+
+
+def test_ciphertext_rule_gate_checks_once_the_nae_margin_is_reached():
+    # A stop_fn that always passes: with the gate at kappa, each sample stops exactly where the
+    # margin rule (extra 0) would, i.e. at its first step with NAE margin >= kappa.
+    calls = []
+
+    def stop_fn(z, idx, t):
+        calls.append(idx.numel())
+        return torch.ones(idx.numel(), dtype=torch.bool)
+
+    nonces, labels = _nonces(10, 4), torch.arange(10) % 4
+    gated = NAEGenerator(Linear(), NAEConfig(stop="ciphertext", kappa=2.0, extra_margin=1.0, check_every=1,
+                                             lr=0.05, steps=200))
+    res = gated.generate(KEY, nonces, labels, SHAPE, stop_fn=stop_fn)
+    ref = NAEGenerator(Linear(), NAEConfig(stop="margin", kappa=2.0, extra_margin=0.0, lr=0.05, steps=200))
+    assert torch.equal(res.steps, ref.generate(KEY, nonces, labels, SHAPE).steps)
+    assert sum(calls) == 10  # one (passing) check per sample, none before its gate opened
 
 
 def test_replay_reproduces_generate():
@@ -117,7 +135,13 @@ def test_config_round_trip_and_version1_dict():
     assert NAEConfig(extra_margin=1.0).attack_kappa == 6.0
     assert NAEConfig(stop="margin", extra_margin=2.0).attack_kappa == 7.0
     assert NAEConfig(stop="fixed", extra_margin=1.0).attack_kappa == 5.0
-    for bad in (dict(stop="sometimes"), dict(extra_margin=-1.0), dict(ct_margin=-0.5), dict(check_every=0)):
+    assert NAEConfig().gate == 5.0 and NAEConfig(check_margin=None).gate is None
+    assert NAEConfig(check_margin=2.5).gate == 2.5
+    for cm in ("kappa", None, 3.0):
+        c = NAEConfig(check_margin=cm)
+        assert NAEConfig.from_dict(c.to_dict()) == c
+    for bad in (dict(stop="sometimes"), dict(extra_margin=-1.0), dict(ct_margin=-0.5), dict(check_every=0),
+                dict(check_margin="always"), dict(check_margin=6.5)):
         with pytest.raises(ValueError):
             NAEConfig(**bad)
 
@@ -166,3 +190,15 @@ def test_tf32_is_off_inside_the_attack_and_restored():
         inside = nae_mod._set_fp32_precision(None)
         assert inside == nae_mod._no_tf32()
     assert nae_mod._set_fp32_precision(None) == before
+
+
+def test_margin_by_hand():
+    logits = torch.tensor([[1.0, 3.0, 2.0], [5.0, -1.0, 5.0], [0.0, 0.0, 9.0]])
+    labels = torch.tensor([1, 0, 0])
+    # 3 - max(1, 2) = 1; a tie with another class gives 0; 0 - 9 = -9.
+    assert ops.margin(logits, labels).tolist() == [1.0, 0.0, -9.0]
+    # The clamped C&W term and the margin agree: cw = max(-margin, -kappa).
+    cw = ops.cw_margin(logits, labels, 0.5)
+    assert torch.equal(cw, torch.maximum(-ops.margin(logits, labels), torch.tensor(-0.5)))
+    with pytest.raises(ValueError):
+        ops.margin(logits, labels[:2])

@@ -18,12 +18,12 @@ def _ticks(lo: float, hi: float, n: int = 5) -> List[float]:
 
 
 def line_chart(series: Dict[str, Sequence[Tuple[float, float]]], title: str, xlabel: str, ylabel: str,
-               size: Tuple[int, int] = (640, 400)):
+               size: Tuple[int, int] = (820, 400)):
     """A PIL image: one polyline with markers per named series of (x, y) points (NaN y values are skipped)."""
     from PIL import Image, ImageDraw, ImageFont
 
     W, H = size
-    left, right, top, bottom = 70, 150, 36, 50
+    left, right, top, bottom = 70, 300, 36, 50
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()

@@ -109,7 +109,10 @@ def write_report(res: dict, out_dir: str, context: Optional[dict] = None, n_grid
     k = min(n_grid, imgs["plaintext"].shape[0]) if "plaintext" in imgs else 0
     if k:
         rows = [torch.cat([imgs[c][i].float().clamp(0, 1) for c in cols], dim=-1) for i in range(k)]
-        save_image(os.path.join(out_dir, "attacks_grid.png"), torch.cat(rows, dim=-2), overwrite=True)
+        grid = torch.cat(rows, dim=-2)
+        scale = max(1, 64 // imgs["plaintext"].shape[-2])  # small images (32x32): enlarged 2x, nearest neighbour
+        grid = grid.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+        save_image(os.path.join(out_dir, "attacks_grid.png"), grid, overwrite=True)
     cur = res["curves"]
     if "reencryption" in cur:
         series = dict(cur["reencryption"])
