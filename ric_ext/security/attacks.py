@@ -91,7 +91,8 @@ class _Scorer:
         s = score(guess, self.x)
         base = against or self.base
         r = {"section": section, "attack": name, **s, "dpsnr_vs_train_mean": s["psnr"] - self.base["psnr"],
-             "dssim_vs_train_mean": s["ssim"] - self.base["ssim"], "settings": settings}
+             "dssim_vs_train_mean": s["ssim"] - self.base["ssim"], "settings": settings,
+             "baselines": self.refs}
         if target:
             r["target"] = f"PSNR <= {base['psnr'] + TARGET_DPSNR:.2f} dB and SSIM <= {base['ssim'] + TARGET_DSSIM:.3f}"
             r["meets_target"] = bool(s["psnr"] <= base["psnr"] + TARGET_DPSNR and

@@ -38,14 +38,21 @@ def format_markdown(res: dict, context: dict) -> str:
               f"Each row: the attacker's guess of the plaintext scored against it; Δ is against the training-set "
               f"mean image ({_f(base['psnr'])} dB / {_f(base['ssim'], 4)}). Target where one applies: beat that "
               "baseline by at most 1 dB and 0.05 SSIM (re-encryption: the class-mean image).", "",
-              "| section | attack | PSNR dB | SSIM | ΔPSNR | ΔSSIM | target | met | settings |",
-              "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+              "Baselines column: PSNR of the training-set mean / own mean grey / class-mean image on the same "
+              "images as the row (the re-encryption rows use a subset).", "",
+              "| section | attack | PSNR dB | SSIM | ΔPSNR | ΔSSIM | baselines PSNR dB | target | met | settings |",
+              "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
     for r in res["rows"]:
+        b = r.get("baselines") or res["references"]
+        if "baselines" not in r and "class_mean_psnr" in r:  # older JSON: re-encryption rows ran on a subset
+            bl = f"– / – / {_f(r['class_mean_psnr'])}"
+        else:
+            bl = " / ".join(_f(b[k]["psnr"]) for k in ("training-set mean image", "own mean grey", "class-mean image"))
         met = {True: "yes", False: "**NO**"}.get(r.get("meets_target"), "–")
         settings = {k: v for k, v in r["settings"].items() if k not in ("network", "loss", "optimiser")}
         extra = f", best epoch {r['best_epoch']}" if "best_epoch" in r else ""
         lines.append(f"| {r['section']} | {r['attack']} | {_f(r['psnr'])} | {_f(r['ssim'], 4)} | "
-                     f"{r['dpsnr_vs_train_mean']:+.2f} | {r['dssim_vs_train_mean']:+.4f} | {r.get('target', '–')} | "
+                     f"{r['dpsnr_vs_train_mean']:+.2f} | {r['dssim_vs_train_mean']:+.4f} | {bl} | {r.get('target', '–')} | "
                      f"{met} | `{json.dumps(settings)}`{extra} |")
     cur = res["curves"]
     if "statistics" in cur:
@@ -132,4 +139,5 @@ def write_report(res: dict, out_dir: str, context: Optional[dict] = None, n_grid
     md = format_markdown(res, context or {})
     atomic_write_bytes(os.path.join(out_dir, "report.md"), md.encode("utf-8"))
     clean = {k: v for k, v in res.items() if not k.startswith("_")}
+    clean["context"] = context or {}
     atomic_write_bytes(os.path.join(out_dir, "report.json"), json.dumps(clean, indent=2, default=float).encode())
