@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import ops
-from .batching import fast_layout, run_chunked
+from .batching import check_micro_batch, fast_layout, run_chunked
 from .errors import CiphertextFormatError, ModelMismatchError, WrongKeyError
 from .keys import Key
 from .models.classifiers import fingerprint
@@ -110,10 +110,7 @@ class Cipher:
         self.key = key
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
-                                        or micro_batch < 1):
-            raise ValueError(f"micro_batch must be an int >= 1 or None, got {micro_batch!r}")
-        self.micro_batch = micro_batch
+        self.micro_batch = check_micro_batch(micro_batch)
         self.nae = NAEGenerator(self.classifier, nae, step_impl=step_impl, micro_batch=micro_batch)
         self.batch_size = batch_size
 
@@ -236,10 +233,10 @@ class Cipher:
             cfg = NAEConfig.from_dict(header["nae"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CiphertextFormatError(f"malformed NAE settings in the ciphertext header: {exc}") from None
-        mb = header.get("micro_batch")
-        if mb is not None and (isinstance(mb, bool) or not isinstance(mb, int) or not 1 <= mb <= 65536):
-            raise CiphertextFormatError(f"micro_batch in the ciphertext header must be None or an int in [1, 65536], "
-                                        f"got {mb!r}")
+        try:
+            check_micro_batch(header.get("micro_batch"))
+        except ValueError as exc:
+            raise CiphertextFormatError(f"malformed ciphertext header: {exc}") from None
         if isinstance(ct, Ciphertext):
             if (ct.steps is None) != (header["version"] == 1):
                 raise CiphertextFormatError("format-2 ciphertexts carry per-image step counts, format 1 none")
@@ -273,6 +270,18 @@ class Cipher:
         return torch.cat(out)
 
     @torch.no_grad()
+    def decode(self, ct: Ciphertext, z: torch.Tensor) -> torch.Tensor:
+        """The decoder applied to ``ct``'s pixels with NAEs ``z`` (in the ciphertext's micro-batches).
+
+        :meth:`decrypt` is ``decode(ct, regenerate(ct))``; evaluation and the
+        attacks decode with other NAEs or modified pixels. Returns (B, C, H, W)
+        float32 in [0, 1] on the CPU.
+        """
+        x_hat = run_chunked(self._decode, (ct.pixels.to(self.device), z.to(self.device)),
+                            ct.header.get("micro_batch"))
+        return x_hat.cpu()
+
+    @torch.no_grad()
     def decrypt(self, ct: Ciphertext) -> torch.Tensor:
         """Regenerate each NAE from (key, nonce, label, step count, settings) and run the decoder.
 
@@ -280,10 +289,6 @@ class Cipher:
         ModelMismatchError when the ciphertext does not belong to this cipher.
         """
         self.check_header(ct)
-        out = []
-        for i in range(0, len(ct), self.batch_size):
-            part = ct[i:i + self.batch_size]
-            z = self.regenerate(part)
-            x_hat = run_chunked(self._decode, (part.pixels.to(self.device), z), ct.header.get("micro_batch"))
-            out.append(x_hat.cpu())
+        out = [self.decode(part, self.regenerate(part))
+               for part in (ct[i:i + self.batch_size] for i in range(0, len(ct), self.batch_size))]
         return torch.cat(out) if out else torch.zeros(ct.pixels.shape, dtype=torch.float32)

@@ -35,8 +35,7 @@ def evaluate(model: RIC, classifier: nn.Module, images: torch.Tensor, labels: Op
     wrong = []
     for i in range(0, len(ct), batch_size):
         part = ct[i:i + batch_size]
-        z = cipher.regenerate(part, key=Key.generate())
-        wrong.append(cipher.model.decrypt(part.pixels.to(cipher.device), z).cpu())
+        wrong.append(cipher.decode(part, cipher.regenerate(part, key=Key.generate())))
     x_wrong = torch.cat(wrong)
     c = ct.as_float()
     res = {

@@ -150,26 +150,32 @@ class NAEResult(NamedTuple):
     steps: torch.Tensor  #: (B,) int64 on the CPU: Adam updates each image took
 
 
-def _set_fp32_precision(value: Optional[dict]) -> dict:
-    """Read (and, given ``value``, set) the TF32 switches; the new API where torch has it."""
+# torch >= 2.9 has per-backend ``fp32_precision`` switches; mixing them with the legacy
+# ``allow_tf32`` flags raises, so only one of the two APIs is ever touched.
+_NEW_TF32_API = hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv")
+
+
+def _tf32_switches() -> dict:
     b = torch.backends
-    if hasattr(b.cuda.matmul, "fp32_precision") and hasattr(b.cudnn, "conv"):
-        objs = {"matmul": b.cuda.matmul, "conv": b.cudnn.conv, "rnn": b.cudnn.rnn}
-        prev = {k: o.fp32_precision for k, o in objs.items()}
-        for k, o in objs.items():
-            if value is not None:
-                o.fp32_precision = value[k]
-        return prev
-    prev = {"matmul": b.cuda.matmul.allow_tf32, "cudnn": b.cudnn.allow_tf32}
-    if value is not None:
-        b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32 = value["matmul"], value["cudnn"]
+    if _NEW_TF32_API:
+        return {"matmul": (b.cuda.matmul, "fp32_precision"), "conv": (b.cudnn.conv, "fp32_precision"),
+                "rnn": (b.cudnn.rnn, "fp32_precision")}
+    return {"matmul": (b.cuda.matmul, "allow_tf32"), "cudnn": (b.cudnn, "allow_tf32")}
+
+
+def _set_fp32_precision(value: Optional[dict]) -> dict:
+    """Read (and, given ``value``, set) the TF32 switches; returns their previous values."""
+    prev = {}
+    for k, (obj, attr) in _tf32_switches().items():
+        prev[k] = getattr(obj, attr)
+        if value is not None:
+            setattr(obj, attr, value[k])
     return prev
 
 
 def _no_tf32() -> dict:
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv"):
-        return {"matmul": "ieee", "conv": "ieee", "rnn": "ieee"}
-    return {"matmul": False, "cudnn": False}
+    off = "ieee" if _NEW_TF32_API else False
+    return {k: off for k in _tf32_switches()}
 
 
 @contextlib.contextmanager

@@ -19,13 +19,14 @@ tests check the graph and compiled forms against the eager one where they run.
 """
 from __future__ import annotations
 
+import abc
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
 from . import ops
-from .batching import fast_layout, pad_rows, run_chunked
+from .batching import check_micro_batch, fast_layout, pad_rows, run_chunked
 
 STEP_IMPLS = ("auto", "eager", "cuda_graph", "compile")
 
@@ -54,7 +55,7 @@ class EagerStep:
         return run_chunked(fn, (z, y), self.micro_batch)
 
 
-class _Bucketed:
+class _Bucketed(abc.ABC):
     """Runs the active rows through per-shape runners (static shapes); subclasses make the runner."""
 
     def __init__(self, classifier: nn.Module, c: float, kappa: float, backend: str,
@@ -86,9 +87,9 @@ class _Bucketed:
         self._check_labels(z, y)
         return run_chunked(self._run_static, (z, y), self.micro_batch)
 
+    @abc.abstractmethod
     def make_runner(self, b: int, z: torch.Tensor, y: torch.Tensor) -> Callable:
         """A function of (z, y) with exactly ``b`` rows; (z, y) is a first input to warm up with."""
-        raise NotImplementedError
 
 
 class CudaGraphStep(_Bucketed):
@@ -142,9 +143,7 @@ class CompiledStep(_Bucketed):
 def make_step(impl: str, classifier: nn.Module, device: torch.device, c: float, kappa: float, backend: str,
               micro_batch: Optional[int] = None):
     """The step function for ``impl`` ('auto' = CUDA graphs on CUDA, eager elsewhere)."""
-    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
-                                    or micro_batch < 1):
-        raise ValueError(f"micro_batch must be an int >= 1 or None, got {micro_batch!r}")
+    check_micro_batch(micro_batch)
     if impl not in STEP_IMPLS:
         raise ValueError(f"step_impl must be one of {STEP_IMPLS}, got {impl!r}")
     if impl == "auto":

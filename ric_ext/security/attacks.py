@@ -130,9 +130,9 @@ def _with(ct: Ciphertext, **kw) -> Ciphertext:
     return Ciphertext(**d)
 
 
-@torch.no_grad()
-def _decode(cipher: Cipher, pixels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    return cipher.model.decrypt(pixels.to(cipher.device), z.to(cipher.device)).cpu()
+def _decode(cipher: Cipher, ct: Ciphertext, pixels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Decode ``pixels`` (``ct``'s, or modified ones) with NAEs ``z``, as the cipher decodes ``ct``."""
+    return cipher.decode(_with(ct, pixels=pixels), z)
 
 
 def _side_info(ct: Ciphertext, num_classes: int) -> torch.Tensor:
@@ -165,6 +165,9 @@ def run_attacks(cipher: Cipher, attack_x: torch.Tensor, test_x: torch.Tensor, tr
     refs = reference_guesses(test_x, ct_test.labels, train_x, train_labels)
     sc = _Scorer(test_x, refs)
     z_test = cipher.regenerate(ct_test).cpu()
+    x_hat_test = _decode(cipher, ct_test, ct_test.pixels, z_test)
+    # NAEs an attacker with a guessed (wrong) key regenerates, from the public nonces, labels and steps.
+    z_wrong = cipher.regenerate(ct_test, key=Key.generate()).cpu()
     with torch.no_grad():
         num_classes = int(cipher.classifier(test_x[:1].to(cipher.device)).shape[1])
     rows, curves, images = [], {}, {"plaintext": test_x, "ciphertext": ct_test.as_float()}
@@ -197,14 +200,14 @@ def run_attacks(cipher: Cipher, attack_x: torch.Tensor, test_x: torch.Tensor, tr
     if "keys" in cfg.attacks:
         log("key sensitivity and ciphertext statistics")
         variants = {
-            "decrypt with another key": cipher.regenerate(ct_test, key=Key.generate()),
+            "decrypt with another key": z_wrong,
             "decrypt with the key one bit away": cipher.regenerate(ct_test, key=cipher.key.with_flipped_bit(0)),
             "right key, wrong label": cipher.regenerate(_with(ct_test, labels=(ct_test.labels + 1) % num_classes)),
             "right key, wrong nonce": cipher.regenerate(
                 _with(ct_test, nonces=torch.randint(0, 256, ct_test.nonces.shape, dtype=torch.uint8))),
         }
         for name, z in variants.items():
-            rec = _decode(cipher, ct_test.pixels, z)
+            rec = _decode(cipher, ct_test, ct_test.pixels, z)
             images.setdefault("wrong_key", rec)
             # Targets apply to the attacker's situation (another key); the right-key rows show how much of
             # the NAE is fixed by key + nonce alone (label and nonce are public anyway).
@@ -232,11 +235,10 @@ def run_attacks(cipher: Cipher, attack_x: torch.Tensor, test_x: torch.Tensor, tr
         log("ciphertext-only attacks and re-encryption")
         c = ct_test.as_float()
         lam = cipher.model.lam
-        z_guess = cipher.regenerate(ct_test, key=Key.generate()).cpu()
         for name, guess in (("the ciphertext itself", c), ("low-pass ciphertext (3x3 binomial)", _blur(c)),
                             ("high-pass ciphertext + 0.5", (c - _blur(c) + 0.5)),
                             ("residual (c - lam z') / (1 - lam), z' under a guessed key",
-                             ((c - lam * z_guess) / (1 - lam)))):
+                             ((c - lam * z_wrong) / (1 - lam)))):
             rows.append(sc.row("ciphertext_only", name, guess, {}, target=True))
         R, N = min(cfg.reencrypt_images, test_x.shape[0]), max(cfg.reencrypt_n)
         xr = test_x[:R]
@@ -273,15 +275,15 @@ def run_attacks(cipher: Cipher, attack_x: torch.Tensor, test_x: torch.Tensor, tr
         for q in cfg.jpeg_qualities:
             p = _jpeg(ct_test.pixels, q)
             rob["jpeg"].append({"quality": q, "agreement": metrics.agreement(cipher.predict(p), ct_test.labels),
-                                "psnr": score(_decode(cipher, p, z_test), test_x)["psnr"]})
+                                "psnr": score(_decode(cipher, ct_test, p, z_test), test_x)["psnr"]})
         g = torch.Generator().manual_seed(0)
         for s in cfg.noise_sigmas:
             noisy = ct_test.pixels.float() + s * torch.randn(ct_test.pixels.shape, generator=g)
             p = noisy.round().clamp(0, 255).to(torch.uint8)
             rob["noise"].append({"sigma": s, "agreement": metrics.agreement(cipher.predict(p), ct_test.labels),
-                                 "psnr": score(_decode(cipher, p, z_test), test_x)["psnr"]})
+                                 "psnr": score(_decode(cipher, ct_test, p, z_test), test_x)["psnr"]})
         rob["clean"] = {"agreement": metrics.agreement(cipher.classify(ct_test), ct_test.labels),
-                        "psnr": score(_decode(cipher, ct_test.pixels, z_test), test_x)["psnr"]}
+                        "psnr": score(x_hat_test, test_x)["psnr"]}
         curves["robustness"] = rob
 
     if "baselines" in cfg.attacks:
@@ -289,13 +291,12 @@ def run_attacks(cipher: Cipher, attack_x: torch.Tensor, test_x: torch.Tensor, tr
         other_key = Key.generate()
         schemes = {}
         # RIC itself.
-        x_hat = cipher.decrypt(ct_test)
-        schemes["RIC (this model)"] = dict(pixels=ct_test.pixels, recovered=x_hat,
+        schemes["RIC (this model)"] = dict(pixels=ct_test.pixels, recovered=x_hat_test,
                                            attacker=images.get("inversion_a"),
                                            attacker_name="inversion (a)", npcr=npcr)
         # LSB: plaintext high bits in the NAE's low bits.
         lsb = lsb_encrypt(test_x, z_test, cfg.lsb_bits)
-        lsb2 = lsb_encrypt(test_x, cipher.regenerate(ct_test, key=other_key).cpu(), cfg.lsb_bits)
+        lsb2 = lsb_encrypt(test_x, z_wrong, cfg.lsb_bits)  # the NAEs under another key
         schemes[f"LSB ({cfg.lsb_bits} bits of x in the NAE's low bits)"] = dict(
             pixels=lsb, recovered=lsb_decrypt(lsb, cfg.lsb_bits), attacker=lsb_decrypt(lsb, cfg.lsb_bits),
             attacker_name="read the low bits (no key needed)",
@@ -316,7 +317,7 @@ def run_attacks(cipher: Cipher, attack_x: torch.Tensor, test_x: torch.Tensor, tr
             noise_attacker, _ = train_inversion(ncp[tr].float() / 255, attack_x[tr], ncp[va].float() / 255,
                                                 attack_x[va], nc.float() / 255, cfg.inversion)
         schemes["plain-noise cover (RIC networks, keyed noise, no NAE)"] = dict(
-            pixels=nc, recovered=_decode(cipher, nc, z0).clamp(0, 1), attacker=noise_attacker,
+            pixels=nc, recovered=_decode(cipher, ct_test, nc, z0), attacker=noise_attacker,
             attacker_name="inversion (a)", npcr=float(stats.npcr_uaci(nc, nc2)[0].mean()))
         table = []
         for name, s in schemes.items():
