@@ -59,7 +59,7 @@ def _nae_from_args(args: argparse.Namespace):
 
     return NAEConfig(c=args.nae_c, kappa=args.nae_kappa, steps=args.nae_steps, lr=args.nae_lr, stop=args.nae_stop,
                      extra_margin=args.nae_extra_margin, ct_margin=args.nae_ct_margin,
-                     check_every=args.nae_check_every, check_margin=args.nae_check_margin)
+                     check_every=args.nae_check_every, check_margin=args.nae_check_margin, margin=args.nae_margin)
 
 
 def _cipher(args: argparse.Namespace):
@@ -139,7 +139,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     n = min(args.n, len(ds))
     x, y = data_mod.stack(ds, list(range(n)))
     res = evaluate(model, clf, x, y, nae=_nae_from_args(args), batch_size=args.batch_size,
-                   micro_batch=args.micro_batch or None)
+                   micro_batch=args.micro_batch or None, metric_mode=args.metric_mode)
     print(format_table(res))
     write_report(res, args.out)
     print(f"report: {args.out}/report.md")
@@ -216,8 +216,11 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
     d = NAEConfig()
     if needs_key:
         p.add_argument("--key", required=True, help="key file from `ric-ext keygen`")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="RIC weights (.pt); default: the bundled SVHN model")
-    p.add_argument("--classifier", default="svhn", help="svhn | cifar10-resnet20 | cifar10-resnet56")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="RIC weights (.pt) or a bundled model by name: svhn | faces (default: the bundled SVHN model)")
+    p.add_argument("--classifier", default="svhn",
+                   help="svhn | cifar10-resnet20 | cifar10-resnet56 | lfw (our 62-identity LFW classifier, 64x64) "
+                        "(default: %(default)s)")
     p.add_argument("--models", default=None, help="classifier folder (default: RIC_MODELS or ../shared/models)")
     p.add_argument("--nae-stop", default=d.stop, choices=["margin", "ciphertext", "fixed"],
                    help="when an image's NAE attack ends: its own margin reaches kappa + extra margin (margin), "
@@ -235,6 +238,9 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
     p.add_argument("--nae-check-margin", default=d.check_margin, type=_check_margin,
                    help="ciphertext rule: check only images whose NAE margin reached this: a number, 'kappa' "
                         "or 'none' (check from the start) (default: %(default)s)")
+    p.add_argument("--nae-margin", default=d.margin, choices=["masked", "authors"],
+                   help="C&W margin of the attack: masked (SPEC: best other logit) or authors (their code: the "
+                        "target logit replaced by 0, more confident NAEs) (default: %(default)s)")
     p.add_argument("--nae-c", type=float, default=d.c, help="C&W weight c (default: %(default)s)")
     p.add_argument("--nae-kappa", type=float, default=d.kappa, help="C&W confidence kappa (default: %(default)s)")
     p.add_argument("--nae-lr", type=float, default=d.lr, help="attack Adam learning rate (default: %(default)s)")
@@ -246,15 +252,38 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _field_comments(cls) -> dict:
+    """The ``# comment`` after each dataclass field: one source for the config docs and the CLI help."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).replace("%", "%%")
+    return out
+
+
+def _yes_no(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
 def _add_train(sub) -> None:
     from .train import TrainConfig
 
     p = sub.add_parser("train", help="train the RIC networks (SPEC.md); resumes from <out>/checkpoint.pt")
+    comments = _field_comments(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         default = f.default
-        kind = {"int": int, "float": float, "str": str}.get(str(f.type).replace("Optional[", "").rstrip("]"), str)
+        kind = {"int": int, "float": float, "str": str, "bool": _yes_no}.get(
+            str(f.type).replace("Optional[", "").rstrip("]"), str)
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=default,
-                       help=f"(default: {default})")
+                       help=f"{comments.get(f.name, '')} (default: {default})".strip())
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -281,10 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(func=fn)
 
     cl = sub.add_parser("classify", help="labels of the unmodified classifier for images or ciphertexts")
-    cl.add_argument("--input", required=True)
-    cl.add_argument("--classifier", default="svhn")
-    cl.add_argument("--models", default=None)
-    cl.add_argument("--device", default="auto")
+    cl.add_argument("--input", required=True, help="an image file or a folder of images")
+    cl.add_argument("--classifier", default="svhn",
+                    help="svhn | cifar10-resnet20 | cifar10-resnet56 | lfw (default: %(default)s)")
+    cl.add_argument("--models", default=None, help="classifier folder (default: RIC_MODELS or ../shared/models)")
+    cl.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: %(default)s)")
     cl.set_defaults(func=_cmd_classify)
 
     ev = sub.add_parser("evaluate", help="SPEC.md's evaluation: accuracy, PSNR/SSIM/MAE, dissimilarity, wrong key; "
@@ -296,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--size", type=int, default=None, help="image size for LFW / image folders")
     ev.add_argument("--n", type=int, default=500, help="number of images from the start of the split (default: %(default)s)")
     ev.add_argument("--out", default="runs/eval", help="report folder (default: %(default)s)")
+    ev.add_argument("--metric-mode", choices=("ours", "paper"), default="ours",
+                    help="paper: also the authors' metrics (PSNR of the unrounded reconstruction; SSIM with "
+                         "their uniform 11x11 window and scikit-image's default 7x7) (default: %(default)s)")
     ev.add_argument("--attacks", default=None,
                     help="run the security evaluation instead: 'all' or a comma list of "
                          "inversion,keys,ciphertext_only,robustness,baselines (see ric_ext.security)")

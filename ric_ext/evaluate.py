@@ -24,33 +24,52 @@ from .nae import NAEConfig
 @torch.no_grad()
 def evaluate(model: RIC, classifier: nn.Module, images: torch.Tensor, labels: Optional[torch.Tensor] = None,
              key: Optional[Key] = None, nae: NAEConfig = NAEConfig(), batch_size: int = 256,
-             micro_batch: Optional[int] = 32) -> dict:
-    """Run encrypt -> classify -> decrypt on (B, C, H, W) images in [0, 1]; returns metrics and tensors."""
+             micro_batch: Optional[int] = 32, wrong_key: bool = True, metric_mode: str = "ours",
+             nonces: Optional[torch.Tensor] = None) -> dict:
+    """Run encrypt -> classify -> decrypt on (B, C, H, W) images in [0, 1]; returns metrics and tensors.
+
+    ``nonces`` ((B, 12) uint8; default: fresh random ones) fixes the NAEs, so repeated
+    evaluations of a changing model see the same ciphertext noise (validation in training).
+    ``wrong_key=False`` skips the decryption under another key (validation inside training).
+    ``metric_mode="paper"`` adds the authors' metrics (see :mod:`ric_ext.metrics`): PSNR of the
+    unrounded reconstruction, SSIM with their uniform 11x11 window and with scikit-image's default 7x7.
+    Mean PSNRs count an exact recovery (+inf) as ``metrics.PSNR_CAP`` dB; ``psnr_exact`` says how many.
+    """
+    if metric_mode not in ("ours", "paper"):
+        raise ValueError(f"metric_mode must be 'ours' or 'paper', got {metric_mode!r}")
     key = key or Key.generate()
     cipher = Cipher(model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch)
-    ct = cipher.encrypt(images)
+    ct = cipher.encrypt(images, nonces=nonces)
     x_hat = cipher.decrypt(ct)
     pred_plain, pred_cipher = ct.labels, cipher.classify(ct)
     # Key sensitivity: what a holder of another key gets (same public nonces, labels and step counts).
     wrong = []
-    for i in range(0, len(ct), batch_size):
+    for i in range(0, len(ct), batch_size) if wrong_key else ():
         part = ct[i:i + batch_size]
         wrong.append(cipher.decode(part, cipher.regenerate(part, key=Key.generate())))
-    x_wrong = torch.cat(wrong)
+    x_wrong = torch.cat(wrong) if wrong else torch.full_like(images, float("nan"))
     c = ct.as_float()
+    per_image = metrics.psnr(x_hat, images)
     res = {
         "n": int(images.shape[0]),
         "agreement": metrics.agreement(pred_plain, pred_cipher),
-        "psnr": float(metrics.psnr(x_hat, images).mean()),
+        "psnr": metrics.mean_psnr(per_image),
+        "psnr_exact": int(torch.isinf(per_image).sum()),
         "ssim": float(metrics.ssim(x_hat, images).mean()) if min(images.shape[-2:]) >= 11 else float("nan"),
         "mae": float(metrics.mae(x_hat, images).mean()),
         "cipher_psnr": float(metrics.psnr(c, images).mean()),
         "cipher_ssim": float(metrics.ssim(c, images).mean()) if min(images.shape[-2:]) >= 11 else float("nan"),
-        "wrong_key_psnr": float(metrics.psnr(x_wrong, images).mean()),
+        "wrong_key_psnr": float(metrics.psnr(x_wrong, images).mean()) if wrong else float("nan"),
         "nae": nae.to_dict(),
         "nae_steps_mean": float(ct.steps.float().mean()) if len(ct) else float("nan"),
         "nae_steps_max": int(ct.steps.max()) if len(ct) else 0,
     }
+    if metric_mode == "paper":
+        big = min(images.shape[-2:])
+        res["metric_mode"] = "paper"
+        res["psnr_paper"] = metrics.mean_psnr(metrics.psnr_float(x_hat, images))
+        res["ssim_paper"] = float(metrics.ssim_uniform(x_hat, images, 11).mean()) if big >= 11 else float("nan")
+        res["ssim_skimage_default"] = float(metrics.ssim_uniform(x_hat, images, 7).mean()) if big >= 7 else float("nan")
     if labels is not None:
         res["acc_plain"] = metrics.agreement(pred_plain, labels)
         res["acc_cipher"] = metrics.agreement(pred_cipher, labels)
@@ -64,11 +83,17 @@ def format_table(res: dict) -> str:
         rows += [("accuracy on plaintext", f"{100 * res['acc_plain']:.2f}%"),
                  ("accuracy on ciphertext", f"{100 * res['acc_cipher']:.2f}%")]
     rows += [("label agreement (cipher vs plain)", f"{100 * res['agreement']:.2f}%"),
-             ("recovery PSNR", f"{res['psnr']:.2f} dB"), ("recovery SSIM", f"{res['ssim']:.4f}"),
+             ("recovery PSNR", f"{res['psnr']:.2f} dB" + (f" ({res['psnr_exact']} exact, counted as "
+                                                            f"{metrics.PSNR_CAP:.0f} dB)" if res.get("psnr_exact") else "")),
+             ("recovery SSIM", f"{res['ssim']:.4f}"),
              ("recovery MAE (0-255)", f"{res['mae']:.3f}"),
              ("ciphertext vs plaintext PSNR", f"{res['cipher_psnr']:.2f} dB"),
              ("ciphertext vs plaintext SSIM", f"{res['cipher_ssim']:.4f}"),
              ("wrong-key decryption PSNR", f"{res['wrong_key_psnr']:.2f} dB")]
+    if res.get("metric_mode") == "paper":
+        rows += [("authors' PSNR (unrounded float x_hat)", f"{res['psnr_paper']:.2f} dB"),
+                 ("authors' SSIM (uniform 11x11, their call)", f"{res['ssim_paper']:.4f}"),
+                 ("SSIM, scikit-image default (uniform 7x7)", f"{res['ssim_skimage_default']:.4f}")]
     if "nae_steps_mean" in res:
         rows.append(("NAE steps per image (mean / max)", f"{res['nae_steps_mean']:.1f} / {res['nae_steps_max']}"))
     w = max(len(a) for a, _ in rows)

@@ -76,3 +76,56 @@ def agreement(labels_a: torch.Tensor, labels_b: torch.Tensor) -> float:
     if labels_a.shape != labels_b.shape:
         raise ValueError("label vectors must have the same shape")
     return float((labels_a == labels_b).double().mean()) if labels_a.numel() else math.nan
+
+
+# -- the authors' metrics (``evaluate --metric-mode paper``) --------------------------------
+# Their evaluation (csjunjun/RIC, SVHN.py ``valmetric``) calls scikit-image on the
+# *unrounded* float images times 255: ``peak_signal_noise_ratio(x, x_hat, data_range=255)``
+# and ``structural_similarity(x, x_hat, win_size=11, data_range=255, multichannel=True)``,
+# i.e. a uniform 11x11 window (gaussian_weights defaults to False) with the sample
+# covariance (use_sample_covariance defaults to True), per channel, averaged over the
+# region where the window fits. scikit-image's own default window is 7x7.
+
+PSNR_CAP = 100.0  # an exact recovery (MSE 0, PSNR +inf) counts as this in means
+
+
+def mean_psnr(values: torch.Tensor, cap: float = PSNR_CAP) -> float:
+    """Mean of per-image PSNRs with +inf (exact recoveries) counted as ``cap`` dB, so one exact
+    image cannot turn the mean into inf; report how many were exact beside it."""
+    if values.numel() == 0:
+        return math.nan
+    return float(values.double().clamp(max=cap).mean())
+
+
+def psnr_float(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image PSNR of unrounded float images (the authors' PSNR), inf where identical."""
+    _check(x, y)
+    mse = (x.double() - y.double()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
+
+
+def ssim_uniform(x: torch.Tensor, y: torch.Tensor, win_size: int = 7, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image SSIM with scikit-image's defaults: uniform ``win_size`` window, sample covariance,
+    per channel then averaged, on the unrounded images (the authors' call used win_size=11)."""
+    _check(x, y)
+    if win_size < 3 or win_size % 2 == 0:
+        raise ValueError(f"win_size must be odd and >= 3, got {win_size}")
+    if min(x.shape[-2:]) < win_size:
+        raise ValueError(f"SSIM with a {win_size}x{win_size} window needs images at least that large, "
+                         f"got {tuple(x.shape[-2:])}")
+    a, b = x.double(), y.double()
+    B, C, H, W = a.shape
+    k = torch.full((1, 1, win_size, win_size), 1.0 / win_size**2, dtype=torch.float64)
+
+    def filt(t: torch.Tensor) -> torch.Tensor:  # 'valid' region = scikit-image's crop of pad = (win - 1) // 2
+        return F.conv2d(t.reshape(B * C, 1, H, W), k)
+
+    n = win_size**2
+    cov_norm = n / (n - 1)
+    ux, uy = filt(a), filt(b)
+    vx = cov_norm * (filt(a * a) - ux * ux)
+    vy = cov_norm * (filt(b * b) - uy * uy)
+    vxy = cov_norm * (filt(a * b) - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.reshape(B, C, -1).mean(-1).mean(-1)

@@ -81,6 +81,10 @@ class NAEConfig:
             this: a number (at most kappa + extra_margin), "kappa" (the default), or None
             (check every active sample).
         early_stop: ``"fixed"`` rule: the authors' cost-rose check.
+        margin: ``"masked"`` (SPEC: the competitor is the best *other* logit) or
+            ``"authors"`` (their code: the target logit is replaced by 0, so the
+            competitor is at least 0 and NAEs come out more confident; see
+            :class:`ric_ext.models.ZeroLogit`).
     """
 
     c: float = 10.0
@@ -93,6 +97,7 @@ class NAEConfig:
     ct_margin: float = 1.0
     check_every: int = 2
     check_margin: Union[float, str, None] = "kappa"
+    margin: str = "masked"
 
     def __post_init__(self) -> None:
         if not self.c > 0:
@@ -103,6 +108,8 @@ class NAEConfig:
             raise ValueError(f"NAE steps must be an int >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise ValueError(f"NAE lr must be > 0, got {self.lr}")
+        if self.margin not in ("masked", "authors"):
+            raise ValueError(f"NAE margin must be 'masked' or 'authors', got {self.margin!r}")
         if self.stop not in STOP_RULES:
             raise ValueError(f"NAE stop must be one of {STOP_RULES}, got {self.stop!r}")
         if not self.extra_margin >= 0:
@@ -130,13 +137,17 @@ class NAEConfig:
         return self.kappa if self.stop == "fixed" else self.kappa + self.extra_margin
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["margin"] == "masked":  # the default is implied, so headers written before the option stay valid
+            del d["margin"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "NAEConfig":
         """From :meth:`to_dict`, or a format-version-1 header (no ``stop``: the fixed rule)."""
         base = dict(c=float(d["c"]), kappa=float(d["kappa"]), steps=int(d["steps"]), lr=float(d["lr"]),
                     early_stop=bool(d["early_stop"]))
+        base["margin"] = str(d.get("margin", "masked"))
         if "stop" not in d:
             return cls(stop="fixed", **base)
         cm = d.get("check_margin")
@@ -231,6 +242,10 @@ class NAEGenerator:
         if not isinstance(config, NAEConfig):
             raise TypeError(f"config must be an NAEConfig, got {type(config).__name__}")
         self.classifier = classifier.eval()
+        if config.margin == "authors":
+            from .models.classifiers import ZeroLogit
+
+            self.classifier = ZeroLogit(self.classifier).eval()
         self.config = config
         self.backend = backend
         self.step_impl = step_impl

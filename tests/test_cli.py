@@ -122,3 +122,23 @@ def test_evaluate_attacks_cli(workspace):
     p = _run("evaluate", "--attacks", "everything", "--model", d / "model.pt", "--out", out / "x",
              "--data", os.path.join(MODELS, "..", "data"), ok=False)
     assert p.returncode == 2 and "unknown attack" in p.stderr and "Traceback" not in p.stderr
+
+
+@needs_shared
+def test_evaluate_paper_metric_mode_cli(workspace):
+    d = workspace
+    out = _run("evaluate", "--model", d / "model.pt", "--n", "3", "--nae-steps", "3", "--out", d / "report_paper",
+               "--metric-mode", "paper", "--nae-margin", "authors", "--data", os.path.join(MODELS, "..", "data")).stdout
+    assert "authors' PSNR (unrounded float x_hat)" in out and "scikit-image default (uniform 7x7)" in out
+    rep = json.load(open(d / "report_paper" / "report.json"))
+    assert rep["metric_mode"] == "paper" and rep["nae"]["margin"] == "authors"
+
+
+def test_train_help_explains_every_option():
+    out = _run("train", "--help").stdout
+    for flag in ("--schedule", "--ema", "--budget-min", "--decoder-z", "--round-frac", "--val-every", "--init",
+                 "--grad-clip", "--margin", "--stop-after-min", "--ckpt-compact"):
+        assert flag in out
+    assert "warm-up + cosine" in out and "EMA decay" in out
+    p = _run("train", "--decoder-z", "maybe", ok=False)
+    assert p.returncode == 2 and "expected true/false" in p.stderr

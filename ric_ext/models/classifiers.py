@@ -26,6 +26,25 @@ class Normalized(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
+class ZeroLogit(nn.Module):
+    """Appends a constant 0 logit to a classifier's output.
+
+    The C&W margin over these K + 1 logits, max(max_{j != y} Z_j, 0) - Z_y, is
+    the authors' variant: their code zeroes the target logit instead of
+    masking it out, so the competitor is never below 0 and the attack pushes
+    Z_y above 0 as well (more confident NAEs). argmax is unchanged unless
+    every logit is negative, so only the attack and the training loss use it.
+    """
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.inner(x)
+        return torch.cat([z, z.new_zeros(z.shape[0], 1)], 1)
+
+
 class SVHNNet(nn.Module):
     """ccexam's SVHN CNN: 3 blocks of (conv-bn-relu) x 2 + maxpool, then a 2-layer MLP."""
 
@@ -85,6 +104,27 @@ class CifarResNet(nn.Module):
         return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
+class LFWNet(nn.Module):
+    """Our LFW identity classifier (62 identities, 64x64 RGB): four blocks of two
+    Conv3x3-BN-ReLU with channels 32, 64, 128, 128 and a 2x2 max-pool after each,
+    global average pooling, dropout 0.3, Linear(128, classes). Trained by
+    python/train_lfw_classifier.py (see ric_ext/assets/PROVENANCE.md)."""
+
+    def __init__(self, classes: int = 62, widths: Sequence[int] = (32, 64, 128, 128)):
+        super().__init__()
+        layers, cin = [], 3
+        for w in widths:
+            layers += [nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                       nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(cin, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
 SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
 CIFAR_MEAN, CIFAR_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -120,6 +160,16 @@ def load_cifar_resnet(path: str | os.PathLike, depth: int = 20) -> Normalized:
     if missing or unexpected:
         raise ValueError(f"{path} does not match ResNet-{depth}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return Normalized(net, CIFAR_MEAN, CIFAR_STD).eval()
+
+
+def load_lfw_classifier(path: str | os.PathLike) -> Normalized:
+    """Our LFW identity classifier with its normalisation, in eval mode (input: [0,1] RGB 64x64)."""
+    blob = _load(path)
+    if not isinstance(blob, dict) or blob.get("format") != "ric-ext-lfw-classifier":
+        raise ValueError(f"{path} is not an LFW classifier saved by python/train_lfw_classifier.py")
+    net = LFWNet(int(blob["classes"]), tuple(blob["widths"]))
+    net.load_state_dict(blob["state_dict"], strict=True)
+    return Normalized(net, blob["mean"], blob["std"]).eval()
 
 
 def fingerprint(module: nn.Module) -> str:

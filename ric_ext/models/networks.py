@@ -98,14 +98,25 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """D: residual r -> (B, channels, H, W) reconstruction (unclamped)."""
+    """D: residual r (and, with ``sees_z``, the NAE z) -> (B, channels, H, W) reconstruction (unclamped).
 
-    def __init__(self, channels: int = 3, width: int = 50, depth: int = 4):
+    ``sees_z`` is our variant beyond the paper: the decoder also gets z, so the
+    encoder may hide x with a z-dependent gain (more range where z leaves room
+    below the clip) that the decoder can undo. The authors' "residual off"
+    ablation fed concat(c, z); concat(r, z) carries the same information.
+    """
+
+    def __init__(self, channels: int = 3, width: int = 50, depth: int = 4, sees_z: bool = False):
         super().__init__()
-        self.trunk = Trunk(channels, width, depth)
+        self.sees_z = bool(sees_z)
+        self.trunk = Trunk(channels * (2 if sees_z else 1), width, depth)
         self.out = nn.Conv2d(3 * width, channels, 1)
 
-    def forward(self, r: torch.Tensor) -> torch.Tensor:
+    def forward(self, r: torch.Tensor, z: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.sees_z:
+            if z is None:
+                raise ValueError("this decoder also needs the NAE z")
+            r = torch.cat([r, z.to(r.dtype)], 1)
         return self.out(self.trunk(r))
 
 
@@ -116,23 +127,29 @@ class RIC(nn.Module):
         channels: 1 or 3.
         width, depth: trunk width (SPEC: 50) and convs per branch (SPEC: 4, even).
         lam: masking weight lambda in (0, 1) (SPEC: 0.8).
+        decoder_z: the decoder also sees the NAE (see :class:`Decoder`; not in the paper).
 
     Shapes: x, z are (B, channels, H, W) with H, W >= 8, x in [0, 1].
     """
 
-    def __init__(self, channels: int = 3, width: int = 50, depth: int = 4, lam: float = 0.8):
+    def __init__(self, channels: int = 3, width: int = 50, depth: int = 4, lam: float = 0.8,
+                 decoder_z: bool = False):
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         if not 0.0 < float(lam) < 1.0:
             raise ValueError(f"lam must be in (0, 1), got {lam}")
         self.channels, self.width, self.depth, self.lam = channels, width, depth, float(lam)
+        self.decoder_z = bool(decoder_z)
         self.feature = FeatureExtractor(channels, width, depth)
         self.encoder = Encoder(channels, width, depth)
-        self.decoder = Decoder(channels, width, depth)
+        self.decoder = Decoder(channels, width, depth, sees_z=decoder_z)
 
     def config(self) -> dict:
-        return dict(channels=self.channels, width=self.width, depth=self.depth, lam=self.lam)
+        cfg = dict(channels=self.channels, width=self.width, depth=self.depth, lam=self.lam)
+        if self.decoder_z:  # only when set, so files written before the option keep their exact config
+            cfg["decoder_z"] = True
+        return cfg
 
     def _check(self, name: str, t: torch.Tensor) -> None:
         if not isinstance(t, torch.Tensor):
@@ -145,6 +162,8 @@ class RIC(nn.Module):
         """c = Q((1 - lam) E(F(x_tilde), z) + lam z); float32 in [0, 1] (8-bit grid unless quantize='train'/'none').
 
         ``seed`` is the dither stream of quantize='train' (see :func:`ric_ext.ops.mask`).
+        quantize='eval' rounds and passes gradients straight through, so training
+        with it shows the decoder the exact 8-bit error of deployment.
         """
         self._check("x", x)
         self._check("z", z)
@@ -180,7 +199,7 @@ class RIC(nn.Module):
         self._check("c", c)
         self._check("z", z)
         r = ops.unmask(c, z.float(), self.lam)
-        x_hat = self.decoder(r).float()
+        x_hat = self.decoder(r, z.float() if self.decoder_z else None).float()
         return x_hat.clamp(0, 1) if clamp else x_hat
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, quantize: str = "train",

@@ -9,13 +9,15 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..io_utils import atomic_write
-from .classifiers import load_cifar_resnet, load_svhn_classifier
+from .classifiers import load_cifar_resnet, load_lfw_classifier, load_svhn_classifier
 from .networks import RIC
 
 PathLike = Union[str, "os.PathLike[str]"]
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 CLASSIFIERS = {"svhn": "svhn_ccexam.pth", "cifar10-resnet20": "cifar10_resnet20.th",
-               "cifar10-resnet56": "cifar10_resnet56.th"}
+               "cifar10-resnet56": "cifar10_resnet56.th", "lfw": "lfw_identity.pt"}
+# RIC weights shipped in ric_ext/assets, by name (see PROVENANCE.md there).
+BUNDLED_RIC = {"svhn": "ric_svhn_w32.pt", "faces": "ric_faces64.pt"}
 
 
 def models_dir(models: Optional[PathLike] = None) -> str:
@@ -23,10 +25,11 @@ def models_dir(models: Optional[PathLike] = None) -> str:
 
 
 def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
-    """A classifier (input [0, 1], eval mode) by name: 'svhn', 'cifar10-resnet20', 'cifar10-resnet56'.
+    """A classifier (input [0, 1], eval mode) by name: 'svhn', 'cifar10-resnet20', 'cifar10-resnet56',
+    'lfw' (our 62-identity LFW classifier, 64x64 input).
 
-    'svhn' falls back to the copy bundled in the package when the models
-    folder (``models``, ``RIC_MODELS`` or ../shared/models) does not have it.
+    'svhn' and 'lfw' fall back to the copies bundled in the package when the
+    models folder (``models``, ``RIC_MODELS`` or ../shared/models) does not have them.
     """
     if name not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {sorted(CLASSIFIERS)}, got {name!r}")
@@ -35,6 +38,8 @@ def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
         path = os.path.join(ASSETS, CLASSIFIERS[name])
     if name == "svhn":
         return load_svhn_classifier(path)
+    if name == "lfw":
+        return load_lfw_classifier(path)
     return load_cifar_resnet(path, depth=20 if name.endswith("20") else 56)
 
 
@@ -48,10 +53,13 @@ def save_ric(path: PathLike, model: RIC, *, extra: Optional[dict] = None, half: 
 
 
 def load_ric(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> RIC:
-    """Load RIC weights saved by :func:`save_ric` or a training checkpoint (weights_only)."""
+    """Load RIC weights: a bundled model by name ('svhn', 'faces'; see ``BUNDLED_RIC``), or a
+    file saved by :func:`save_ric` or a training checkpoint (read with weights_only)."""
     path = os.fspath(path)
+    if path in BUNDLED_RIC and not os.path.exists(path):
+        path = bundled_model_path(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"model file not found: {path}")
+        raise CheckpointError(f"model file not found: {path} (bundled models: {', '.join(sorted(BUNDLED_RIC))})")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
@@ -68,12 +76,14 @@ def load_ric(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> 
     return model.eval()
 
 
-BUNDLED_MODEL = "ric_svhn_w32.pt"
+BUNDLED_MODEL = BUNDLED_RIC["svhn"]
 
 
-def bundled_model_path() -> str:
-    """The RIC weights shipped in the package (see ric_ext/assets/PROVENANCE.md)."""
-    path = os.path.join(ASSETS, BUNDLED_MODEL)
+def bundled_model_path(name: str = "svhn") -> str:
+    """The file of a bundled RIC model (see ric_ext/assets/PROVENANCE.md)."""
+    if name not in BUNDLED_RIC:
+        raise ValueError(f"bundled models are {sorted(BUNDLED_RIC)}, got {name!r}")
+    path = os.path.join(ASSETS, BUNDLED_RIC[name])
     if not os.path.isfile(path):
-        raise CheckpointError(f"the bundled model {path} is missing from this installation")
+        raise CheckpointError(f"the bundled model {name!r} ({path}) is missing from this installation")
     return path

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Train the LFW identity classifier (62 identities, 64x64) that the faces RIC attacks.
+
+No public face-identity weights are available offline, so we train our own on
+the fixed LFW train split (../shared/data/README.md) and report its accuracy on
+the test split. The input normalisation (train-split mean / std) is saved with
+the weights and applied inside the loaded classifier, so it takes [0, 1] images.
+
+    python python/train_lfw_classifier.py --out ric_ext/assets/lfw_identity.pt --epochs 40
+
+Recipe: AdamW (lr 2e-3, weight decay 5e-4), cosine schedule, batch 64, label
+smoothing 0.1, augmentation by horizontal flips, 4-pixel reflect-padded random
+crops and +-10% brightness. The file is written atomically; an existing file is
+only replaced with --overwrite.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ric_ext import data as data_mod
+from ric_ext.io_utils import atomic_write
+from ric_ext.models.classifiers import LFWNet, Normalized
+
+WIDTHS = (32, 64, 128, 128)
+
+
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    B, _, H, W = x.shape
+    flip = torch.rand(B, generator=g) < 0.5
+    x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
+    pad = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    dx, dy = torch.randint(0, 9, (B,), generator=g), torch.randint(0, 9, (B,), generator=g)
+    x = torch.stack([pad[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+    return (x * (0.9 + 0.2 * torch.rand(B, 1, 1, 1, generator=g))).clamp(0, 1)
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    pred = torch.cat([model(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
+    return float((pred == y).float().mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output weights file")
+    ap.add_argument("--data", default=None, help="data folder (default: RIC_DATA or ../shared/data)")
+    ap.add_argument("--size", type=int, default=64, help="image size (default: %(default)s)")
+    ap.add_argument("--epochs", type=int, default=40, help="(default: %(default)s)")
+    ap.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    args = ap.parse_args()
+
+    train = data_mod.lfw("train", args.data, size=args.size)
+    test = data_mod.lfw("test", args.data, size=args.size)
+    xtr, ytr = train.tensors()
+    xte, yte = test.tensors()
+    classes = int(ytr.max()) + 1
+    mean, std = xtr.mean((0, 2, 3)).tolist(), xtr.std((0, 2, 3)).tolist()
+    print(f"LFW {args.size}x{args.size}: {len(xtr)} train / {len(xte)} test images, {classes} identities")
+
+    torch.manual_seed(args.seed)
+    model = Normalized(LFWNet(classes, WIDTHS), mean, std)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(args.seed)
+    steps_per_epoch = math.ceil(len(xtr) / args.batch_size)
+    total = args.epochs * steps_per_epoch
+    t0, step = time.time(), 0
+    for epoch in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(xtr), generator=g)
+        for i in range(0, len(xtr), args.batch_size):
+            idx = perm[i:i + args.batch_size]
+            for group in opt.param_groups:
+                group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            loss = F.cross_entropy(model(augment(xtr[idx], g)), ytr[idx], label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        if (epoch + 1) % 5 == 0 or epoch + 1 == args.epochs:
+            print(f"epoch {epoch + 1}: loss {float(loss):.3f} train acc {accuracy(model, xtr, ytr):.4f} "
+                  f"test acc {accuracy(model, xte, yte):.4f} ({time.time() - t0:.0f} s)", flush=True)
+    acc = accuracy(model, xte, yte)
+    blob = {"format": "ric-ext-lfw-classifier", "classes": classes, "widths": list(WIDTHS), "size": args.size,
+            "mean": mean, "std": std, "state_dict": model.net.state_dict(),
+            "test_accuracy": acc, "train_accuracy": accuracy(model, xtr, ytr),
+            "recipe": vars(args)}
+    atomic_write(args.out, lambda tmp: torch.save(blob, tmp), overwrite=args.overwrite)
+    print(f"test accuracy {acc:.4f}; saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Training the RIC networks (SPEC.md "Training"). API: ``Trainer(TrainConfig(...)).train()``;
+CLI: ``python -m ric_ext train``. The loop is in trainer.py; each concern has its own small module."""
+from .config import TrainConfig
+from .trainer import Trainer
+
+__all__ = ["TrainConfig", "Trainer"]

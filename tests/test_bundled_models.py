@@ -1,0 +1,66 @@
+"""Models by name: bundled RIC weights ('svhn', 'faces') and the LFW identity classifier."""
+import os
+
+import pytest
+import torch
+
+from ric_ext.errors import CheckpointError
+from ric_ext.models import load_classifier, load_ric
+from ric_ext.models.registry import ASSETS, BUNDLED_RIC, CLASSIFIERS, bundled_model_path
+
+from conftest import DATA, needs_shared
+
+HAS_LFW = os.path.isfile(os.path.join(ASSETS, CLASSIFIERS["lfw"]))
+
+
+def test_load_ric_by_name():
+    m = load_ric("svhn")
+    ref = load_ric(bundled_model_path("svhn"))
+    assert m.config() == ref.config()
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, ref.state_dict()[k])
+    with pytest.raises(ValueError, match="bundled models"):
+        bundled_model_path("cats")
+    with pytest.raises(CheckpointError, match="bundled models: faces, svhn"):
+        load_ric("no-such-model.pt")
+
+
+def test_faces_model_by_name():
+    if not os.path.isfile(os.path.join(ASSETS, BUNDLED_RIC["faces"])):
+        with pytest.raises(CheckpointError, match="missing"):
+            load_ric("faces")
+        pytest.skip("no bundled faces model in this installation")
+    m = load_ric("faces")
+    assert m.config()["channels"] == 3
+
+
+@pytest.mark.skipif(not HAS_LFW, reason="bundled LFW classifier missing")
+def test_lfw_classifier_falls_back_to_the_bundled_copy(tmp_path):
+    clf = load_classifier("lfw", tmp_path)  # an empty models folder
+    with torch.no_grad():
+        out = clf(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, 62) and not clf.training
+
+
+@needs_shared
+@pytest.mark.skipif(not HAS_LFW, reason="bundled LFW classifier missing")
+def test_lfw_classifier_reported_test_accuracy_reproduces():
+    from ric_ext import data as data_mod
+
+    blob = torch.load(os.path.join(ASSETS, CLASSIFIERS["lfw"]), weights_only=True)
+    x, y = data_mod.lfw("test", DATA, size=blob["size"]).tensors()
+    clf = load_classifier("lfw", os.path.join(DATA, "..", "models"))
+    with torch.no_grad():
+        pred = torch.cat([clf(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)])
+    acc = float((pred == y).float().mean())
+    # eval-mode inference on the same images; only float summation order may differ, at most one image
+    assert abs(acc - blob["test_accuracy"]) <= 1.0 / len(y) + 1e-9
+    assert acc > 0.5  # 62 identities: chance is 1.6%
+
+
+def test_bad_lfw_classifier_file(tmp_path):
+    from ric_ext.models import load_lfw_classifier
+
+    torch.save({"format": "something else"}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not an LFW classifier"):
+        load_lfw_classifier(tmp_path / "x.pt")

@@ -1,0 +1,228 @@
+"""Recipe units of ric_ext.training: schedules, EMA, compute clock, validation inside training,
+budgets and chunks, compact (sharded) checkpoints, --init, decoder_z, late rounding, margin variant."""
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from ric_ext.data import ArrayDataset
+from ric_ext.errors import CheckpointError
+from ric_ext.evaluate import evaluate
+from ric_ext.models import RIC, load_ric, save_ric
+from ric_ext.training import TrainConfig, Trainer
+from ric_ext.training import checkpoint as ckpt
+from ric_ext.training.clock import ComputeClock
+from ric_ext.training.ema import WeightEMA
+from ric_ext.training.schedule import lr_factor
+
+
+@pytest.fixture(scope="module")
+def ds(svhn_images):
+    x, y = svhn_images
+    return ArrayDataset((x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy(), y.numpy())
+
+
+def _cfg(out, steps, **kw):
+    base = dict(width=4, depth=2, batch_size=4, steps=steps, nae_steps=2, out=str(out), log_every=1,
+                ckpt_every=2, grid_every=100, device="cpu", seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _trainer(cfg, ds, clf, **kw):
+    return Trainer(cfg, dataset=ds, classifier=clf, val_dataset=ds, progress=False, **kw)
+
+
+# -- schedules -------------------------------------------------------------------------------
+def test_schedules():
+    assert lr_factor("constant", 0.7, 50) == 1.0
+    assert lr_factor("constant", 0.0, 4, warmup=10) == pytest.approx(0.5)
+    # cosine: linear warm-up, peak 1, half cosine to `final`
+    assert lr_factor("cosine", 0.0, 0, warmup=100) == pytest.approx(0.01 * (1.0))  # (0+1)/100 * ~1
+    assert lr_factor("cosine", 0.0, 99, warmup=100) == pytest.approx(1.0)
+    assert lr_factor("cosine", 0.5, 500, warmup=100, final=0.0) == pytest.approx(0.5)
+    assert lr_factor("cosine", 1.0, 1000, final=0.05) == pytest.approx(0.05)
+    # one-cycle: from final up to 1 at 30% progress, then down to final / 100
+    assert lr_factor("onecycle", 0.0, 0, final=0.04) == pytest.approx(0.04)
+    assert lr_factor("onecycle", 0.3, 0) == pytest.approx(1.0)
+    assert lr_factor("onecycle", 1.0, 0, final=0.04) == pytest.approx(0.0004)
+    xs = [lr_factor("cosine", p / 20, 10**6) for p in range(21)]
+    assert all(a >= b for a, b in zip(xs, xs[1:]))  # monotone after warm-up
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor("step", 0.5, 0)
+
+
+def test_ema_matches_closed_form():
+    m = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(0.0)
+    ema = WeightEMA(m, 0.9)
+    ref = 0.0
+    for t in range(1, 30):
+        with torch.no_grad():
+            m.weight.fill_(float(t))
+        ema.update(m)
+        d = min(0.9, (1 + t) / (10 + t))
+        ref = d * ref + (1 - d) * t
+    assert float(ema.model.weight) == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(m, 1.0)
+
+
+def test_clock_charges_stalls_at_the_median():
+    c = ComputeClock()
+    for _ in range(10):
+        c.charge(1.0)
+    assert c.charge(50.0) == pytest.approx(3.0)  # a paused step is charged 3x the median
+    assert c.spent_s == pytest.approx(13.0)
+
+
+# -- validation inside training -------------------------------------------------------------
+def test_validation_logs_keeps_best_and_matches_evaluate(tmp_path, ds, svhn_classifier):
+    out = tmp_path / "val"
+    t = _trainer(_cfg(out, 4, val_every=2, val_n=6), ds, svhn_classifier)
+    t.train()
+    recs = [json.loads(l) for l in open(out / "validation.jsonl")]
+    assert [r["step"] for r in recs] == [2, 4]
+    assert {"val_psnr", "val_ssim", "val_agreement", "val_nae_steps", "compute_s", "best"} <= set(recs[0])
+    best = max(recs, key=lambda r: r["val_psnr"] if r["val_agreement"] >= 0.99 else -1)
+    blob = torch.load(out / "best.pt", weights_only=True)
+    assert blob["extra"]["step"] == best["step"]
+    # The validator is `evaluate` on the held-out images with a fixed key: same numbers.
+    model = load_ric(out / "checkpoint.pt")
+    x = torch.stack([ds[i][0] for i in range(6)])
+    res = evaluate(model, svhn_classifier, x, key=t.validator.key, nonces=t.validator.nonces,
+                   wrong_key=False)
+    assert res["psnr"] == pytest.approx(recs[-1]["val_psnr"], abs=1e-9)
+    assert math.isnan(res["wrong_key_psnr"])
+
+
+def test_ema_weights_are_validated_and_exported(tmp_path, ds, svhn_classifier):
+    out = tmp_path / "ema"
+    t = _trainer(_cfg(out, 3, val_every=3, val_n=4, ema=0.5, lr=1e-2), ds, svhn_classifier)
+    t.train()
+    best = load_ric(out / "best.pt")
+    for k, v in t.ema.model.state_dict().items():
+        assert torch.equal(best.state_dict()[k], v)
+    assert any(not torch.equal(a, b) for a, b in zip(t.ema.model.parameters(), t.model.parameters()))
+    # resume restores the EMA
+    t2 = _trainer(_cfg(out, 4, val_every=3, val_n=4, ema=0.5, lr=1e-2), ds, svhn_classifier)
+    for a, b in zip(t2.ema.model.parameters(), t.ema.model.parameters()):
+        assert torch.equal(a, b)
+    assert t2.ema.updates == 3
+
+
+# -- budgets and chunks ---------------------------------------------------------------------
+def test_budget_stops_and_resume_continues_the_clock(tmp_path, ds, svhn_classifier):
+    out = tmp_path / "budget"
+    t = _trainer(_cfg(out, 1000, budget_min=1e-4), ds, svhn_classifier)  # 6 ms of compute: one step
+    h = t.train()
+    assert 1 <= len(h) < 1000 and t.progress_fraction() == 1.0
+    spent = t.clock.spent_s
+    t2 = _trainer(_cfg(out, 1000, budget_min=1e-4), ds, svhn_classifier)
+    assert t2.clock.spent_s == pytest.approx(spent) and t2.done()
+
+
+def test_stop_after_min_ends_one_chunk_and_the_next_resumes(tmp_path, ds, svhn_classifier):
+    out = tmp_path / "chunk"
+    t = _trainer(_cfg(out, 50, stop_after_min=1e-9, ckpt_every=100), ds, svhn_classifier)
+    assert len(t.train()) == 1 and os.path.isfile(out / "checkpoint.pt")
+    t2 = _trainer(_cfg(out, 50, stop_after_min=1e-9, ckpt_every=100), ds, svhn_classifier)
+    assert t2.step == 1
+    assert t2.train()[0]["step"] == 2
+
+
+def test_lr_follows_the_schedule_in_the_loop(tmp_path, ds, svhn_classifier):
+    h = _trainer(_cfg(tmp_path / "lr", 4, schedule="cosine", warmup=2, lr=1e-3, final_lr=0.0), ds,
+                 svhn_classifier).train()
+    want = [1e-3 * lr_factor("cosine", s / 4, s, 2, 0.0) for s in range(4)]
+    assert [r["lr"] for r in h] == pytest.approx(want)
+
+
+def test_grad_clip_and_round_phase(tmp_path, ds, svhn_classifier):
+    h = _trainer(_cfg(tmp_path / "gc", 4, grad_clip=1e-3, round_frac=0.5), ds, svhn_classifier).train()
+    assert [r["rounding"] for r in h] == [False, False, True, True]
+    assert all(r["grad_norm"] > 0 for r in h)
+
+
+# -- compact checkpoints ----------------------------------------------------------------------
+def test_compact_checkpoint_shards_resume_and_cleanup(tmp_path, ds, svhn_classifier):
+    out = tmp_path / "compact"
+    cfg = dict(ckpt_compact=True, ema=0.9, lr=1e-3)
+    _trainer(_cfg(out, 4, **cfg), ds, svhn_classifier).train()
+    files = sorted(os.listdir(out))
+    shards = [f for f in files if f.startswith("checkpoint.pt.")]
+    assert shards == ["checkpoint.pt.ema-00000004", "checkpoint.pt.optimizer-00000004"]  # step-2 shards removed
+    opt = torch.load(out / shards[1], weights_only=True)["optimizer"]
+    assert all(v["exp_avg"].dtype == torch.bfloat16 for v in opt["state"].values())
+    full = _trainer(_cfg(tmp_path / "full", 6, lr=1e-3, ema=0.9), ds, svhn_classifier).train()
+    resumed = _trainer(_cfg(out, 6, **cfg), ds, svhn_classifier)
+    assert resumed.step == 4
+    assert all(v["exp_avg"].dtype == torch.float32 for v in resumed.opt.state_dict()["state"].values())
+    h = resumed.train()
+    # bfloat16 moments (8-bit mantissa) perturb the continuation slightly, not the trajectory
+    assert h[-1]["loss"] == pytest.approx(full[-1]["loss"], rel=0.05)
+    os.remove(out / "checkpoint.pt.ema-00000006")
+    with pytest.raises(CheckpointError, match="shard"):
+        _trainer(_cfg(out, 8, **cfg), ds, svhn_classifier)
+
+
+def test_best_score_needs_agreement():
+    assert ckpt.best_score({"val_psnr": 30.0, "val_agreement": 1.0}) == 30.0
+    assert ckpt.best_score({"val_psnr": 40.0, "val_agreement": 0.9}) == float("-inf")
+    assert ckpt.best_score(None) == float("-inf")
+
+
+# -- init, decoder_z, margin variant -------------------------------------------------------
+def test_init_from_weights_and_widening_to_decoder_z(tmp_path, ds, svhn_classifier):
+    src = RIC(3, 4, 2)
+    save_ric(tmp_path / "src.pt", src)
+    t = _trainer(_cfg(tmp_path / "a", 1, init=str(tmp_path / "src.pt")), ds, svhn_classifier)
+    for k, v in src.state_dict().items():
+        assert torch.equal(t.model.state_dict()[k], v)
+    w = _trainer(_cfg(tmp_path / "b", 1, init=str(tmp_path / "src.pt"), decoder_z=True), ds, svhn_classifier)
+    x, z = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        c = src.encrypt(x, z, quantize="none")
+        assert torch.equal(w.model.encrypt(x, z, quantize="none"), c)
+        torch.testing.assert_close(w.model.decrypt(c, z), src.decrypt(c, z), rtol=0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="--init"):
+        _trainer(_cfg(tmp_path / "c", 1, init=str(tmp_path / "src.pt"), width=6), ds, svhn_classifier)
+
+
+def test_decoder_z_model_roundtrip(tmp_path):
+    m = RIC(3, 4, 2, decoder_z=True)
+    assert m.config()["decoder_z"] is True and "decoder_z" not in RIC(3, 4, 2).config()
+    save_ric(tmp_path / "m.pt", m)
+    m2 = load_ric(tmp_path / "m.pt")
+    x, z = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(m2.decrypt(m2.encrypt(x, z), z), m.decrypt(m.encrypt(x, z), z))
+    with pytest.raises(ValueError, match="needs the NAE"):
+        m.decoder(torch.rand(1, 3, 8, 8))
+
+
+def test_authors_margin_in_training_and_nae(tmp_path, ds, svhn_classifier):
+    from ric_ext.models import ZeroLogit
+    from ric_ext.nae import NAEConfig, NAEGenerator
+
+    logits = torch.tensor([[-3.0, -1.0, -2.0]])
+    out = ZeroLogit(torch.nn.Identity())(logits)
+    assert out.tolist() == [[-3.0, -1.0, -2.0, 0.0]] and out.argmax(1).item() == 3
+    cfg = NAEConfig(margin="authors")
+    assert NAEConfig.from_dict(cfg.to_dict()) == cfg and "margin" not in NAEConfig().to_dict()
+    with pytest.raises(ValueError, match="margin"):
+        NAEConfig(margin="zero")
+    key, nonces = bytes(32), torch.zeros(4, 12, dtype=torch.uint8)
+    y = torch.tensor([0, 3, 5, 9])
+    z_m = NAEGenerator(svhn_classifier, NAEConfig(stop="margin")).generate(key, nonces, y, (3, 32, 32)).z
+    z_a = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", margin="authors")).generate(key, nonces, y,
+                                                                                            (3, 32, 32)).z
+    with torch.no_grad():
+        target = lambda z: svhn_classifier(z).gather(1, y[:, None]).squeeze(1)
+        assert (target(z_a) >= 5.0).all()  # the authors' margin also pushes the target logit above 0 + kappa
+        assert (target(z_a) >= target(z_m) - 1e-4).all()
+    h = _trainer(_cfg(tmp_path / "am", 1, margin="authors"), ds, svhn_classifier).train()
+    assert math.isfinite(h[0]["cw"])
