@@ -1,6 +1,6 @@
 """Command line: ``python -m ric_ext <command>`` (also installed as ``ric-ext``).
 
-Commands: info, keygen, encrypt, decrypt, classify, train, evaluate, demo.
+Commands: info, keygen, encrypt, decrypt, classify, train, evaluate, import-authors, demo.
 """
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         last = hist[-1]
         print(f"step {last['step']}: loss {last['loss']:.4f} psnr(train batch) {last['psnr_train']:.2f} dB "
               f"agreement {last['agree_train']:.3f}; checkpoint {cfg.out}/checkpoint.pt")
+        if trainer.best > float("-inf"):
+            print(f"best validation PSNR {trainer.best:.2f} dB: {cfg.out}/best.pt")
+    return 0
+
+
+def _cmd_import_authors(args: argparse.Namespace) -> int:
+    from .models.authors import load_authors_checkpoint
+    from .models.registry import save_ric
+
+    model = load_authors_checkpoint(args.input, lam=args.lam)
+    save_ric(args.out, model, extra={"source": "authors' checkpoint (csjunjun/RIC layout)"}, overwrite=False)
+    print(f"RIC{model.config()} written to {args.out}")
     return 0
 
 
@@ -345,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attacks: training images for the mean-image baselines (default: %(default)s)")
     _add_cipher_args(ev, needs_key=False)
     ev.set_defaults(func=_cmd_evaluate)
+
+    ia = sub.add_parser("import-authors", help="convert a checkpoint of the authors' code (Net.m1/m2/m3 = "
+                                               "Prep/Hiding/Reveal) into ric_ext RIC weights")
+    ia.add_argument("--input", required=True, help="their checkpoint, e.g. Weights/Svhn.pth.tar")
+    ia.add_argument("--out", required=True, help="RIC weights file to create (never overwritten)")
+    ia.add_argument("--lam", type=float, default=0.8, help="their lambda_net (default: %(default)s)")
+    ia.set_defaults(func=_cmd_import_authors)
 
     de = sub.add_parser("demo", help="encrypt -> classify -> decrypt bundled sample images with bundled weights")
     de.add_argument("--device", default="cpu")

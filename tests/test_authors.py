@@ -5,6 +5,8 @@ The synthetic state dict below is built from their module names and shapes
 pass is re-stated functionally, so the test checks the key mapping *and* the
 decoder reparametrisation against what their code would compute.
 """
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -116,3 +118,19 @@ def test_bad_authors_files_raise(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="cannot read"):
         load_authors_checkpoint(tmp_path / "junk.pth")
+
+
+def test_import_authors_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from ric_ext.models import load_ric
+
+    torch.save({"epoch": 1, "state_dict": their_state_dict()}, tmp_path / "theirs.pth.tar")
+    cmd = [sys.executable, "-m", "ric_ext", "import-authors", "--input", str(tmp_path / "theirs.pth.tar"),
+           "--out", str(tmp_path / "ours.pt")]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert load_ric(tmp_path / "ours.pt").config()["width"] == 6
+    p = subprocess.run(cmd, capture_output=True, text=True)  # never overwrites
+    assert p.returncode != 0 and os.path.getsize(tmp_path / "ours.pt") > 0
