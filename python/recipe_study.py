@@ -61,8 +61,9 @@ def run_arm(root: str, name: str, budget: float, val_every: int, extra: list) ->
 
 
 def table(root: str) -> str:
-    rows = ["| arm | what | steps | compute min | final val PSNR dB | best val PSNR dB (step) | val SSIM | agreement |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| arm | what | steps | compute min | final val PSNR dB | best val PSNR dB (step) | val SSIM | agreement "
+            "| ciphertext vs plaintext PSNR dB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, (_, what) in ARMS.items():
         path = os.path.join(root, name, "validation.jsonl")
         if not os.path.exists(path):
@@ -71,7 +72,7 @@ def table(root: str) -> str:
         last, best = recs[-1], max(recs, key=lambda r: r["val_psnr"])
         rows.append(f"| {name} | {what} | {last['step']} | {last['compute_s'] / 60:.1f} | {last['val_psnr']:.2f} | "
                     f"{best['val_psnr']:.2f} ({best['step']}) | {last['val_ssim']:.4f} | "
-                    f"{100 * last['val_agreement']:.1f}% |")
+                    f"{100 * last['val_agreement']:.1f}% | {last['val_cipher_psnr']:.2f} |")
     return "\n".join(rows)
 
 

@@ -75,3 +75,22 @@ def tiny_trained(tmp_path_factory, svhn_classifier):
     trainer = Trainer(cfg, dataset=ds, classifier=svhn_classifier, progress=False)
     trainer.train()
     return trainer.model.eval()
+
+
+@pytest.fixture(scope="session")
+def svhn_ds(svhn_images):
+    """The 16 bundled SVHN samples as a training dataset."""
+    from ric_ext.data import ArrayDataset
+
+    x, y = svhn_images
+    return ArrayDataset((x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy(), y.numpy())
+
+
+def tiny_train_config(out, steps, **kw):
+    """A TrainConfig for mechanics tests: width 4, depth 2, batch 4, 2 NAE steps, CPU."""
+    from ric_ext.training import TrainConfig
+
+    base = dict(width=4, depth=2, batch_size=4, steps=steps, nae_steps=2, out=str(out), log_every=1,
+                ckpt_every=2, grid_every=100, device="cpu", seed=3)
+    base.update(kw)
+    return TrainConfig(**base)

@@ -5,25 +5,19 @@ import os
 import pytest
 import torch
 
-from ric_ext.data import ArrayDataset
 from ric_ext.errors import CheckpointError
 from ric_ext.models import load_ric
 from ric_ext.train import TrainConfig, Trainer
 
-from conftest import needs_shared
+from conftest import needs_shared, tiny_train_config
 
 
 @pytest.fixture(scope="module")
-def ds(svhn_images):
-    x, y = svhn_images
-    return ArrayDataset((x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy(), y.numpy())
+def ds(svhn_ds):
+    return svhn_ds
 
 
-def _cfg(out, steps, **kw):
-    base = dict(width=4, depth=2, batch_size=4, steps=steps, nae_steps=2, out=str(out), log_every=1,
-                ckpt_every=2, grid_every=100, device="cpu", seed=3)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = tiny_train_config
 
 
 def test_resume_matches_uninterrupted(tmp_path, ds, svhn_classifier):

@@ -7,7 +7,6 @@ import os
 import pytest
 import torch
 
-from ric_ext.data import ArrayDataset
 from ric_ext.errors import CheckpointError
 from ric_ext.evaluate import evaluate
 from ric_ext.models import RIC, load_ric, save_ric
@@ -17,18 +16,15 @@ from ric_ext.training.clock import ComputeClock
 from ric_ext.training.ema import WeightEMA
 from ric_ext.training.schedule import lr_factor
 
+from conftest import tiny_train_config
+
 
 @pytest.fixture(scope="module")
-def ds(svhn_images):
-    x, y = svhn_images
-    return ArrayDataset((x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy(), y.numpy())
+def ds(svhn_ds):
+    return svhn_ds
 
 
-def _cfg(out, steps, **kw):
-    base = dict(width=4, depth=2, batch_size=4, steps=steps, nae_steps=2, out=str(out), log_every=1,
-                ckpt_every=2, grid_every=100, device="cpu", seed=3)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = tiny_train_config
 
 
 def _trainer(cfg, ds, clf, **kw):
@@ -226,3 +222,49 @@ def test_authors_margin_in_training_and_nae(tmp_path, ds, svhn_classifier):
         assert (target(z_a) >= target(z_m) - 1e-4).all()
     h = _trainer(_cfg(tmp_path / "am", 1, margin="authors"), ds, svhn_classifier).train()
     assert math.isfinite(h[0]["cw"])
+
+
+# -- the scripts that drive long runs ---------------------------------------------------------
+@pytest.mark.skipif(not os.path.isfile(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                                    "svhn_test10k.npz")), reason="needs ../shared/data")
+def test_train_gpu_script_rehearsal_on_cpu(tmp_path):
+    """python/train_gpu.sh (the lent-GPU chunk) runs, stops by wall clock and resumes from checkpoints/NAME."""
+    import shutil
+    import subprocess
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    flags = ["--width", "4", "--depth", "2", "--batch-size", "4", "--val-every", "2", "--val-n", "4",
+             "--ckpt-every", "2", "--steps", "50", "--nae-steps", "2"]
+    env = dict(os.environ, SKIP_INSTALL="1", DEVICE="cpu", STOP_MIN="0.002", OUT=str(tmp_path / "out"))
+    p = subprocess.run(["bash", "python/train_gpu.sh", "pytest_rehearsal", *flags], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    state = json.load(open(tmp_path / "out" / "pytest_rehearsal" / "state.json"))
+    assert state["step"] >= 1
+    carried = os.path.join(root, "checkpoints", "pytest_rehearsal")
+    shutil.copytree(tmp_path / "out" / "pytest_rehearsal", carried)
+    try:
+        env["OUT"] = str(tmp_path / "out2")
+        p = subprocess.run(["bash", "python/train_gpu.sh", "pytest_rehearsal", *flags], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        assert "resuming from checkpoints/pytest_rehearsal" in p.stdout
+        assert json.load(open(tmp_path / "out2" / "pytest_rehearsal" / "state.json"))["step"] > state["step"]
+    finally:
+        shutil.rmtree(carried)
+
+
+def test_recipe_study_table(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "recipe_study", os.path.join(os.path.dirname(__file__), "..", "python", "recipe_study.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    os.makedirs(tmp_path / "base")
+    with open(tmp_path / "base" / "validation.jsonl", "w") as f:
+        for step, p in ((100, 20.0), (200, 25.5), (300, 25.0)):
+            f.write(json.dumps({"step": step, "compute_s": step * 0.9, "val_psnr": p, "val_ssim": 0.9,
+                                "val_agreement": 1.0, "val_cipher_psnr": 10.0}) + "\n")
+    row = mod.table(str(tmp_path)).splitlines()[2]
+    assert row.startswith("| base |") and "| 300 | 4.5 | 25.00 | 25.50 (200) |" in row

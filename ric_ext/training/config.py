@@ -39,7 +39,7 @@ class TrainConfig:
     grad_clip: float = 0.0          # clip the gradients' global norm to this (0: off)
     batch_size: int = 64            # global batch (split across DDP ranks)
     steps: int = 1000               # run length in optimiser steps
-    budget_min: float = 0.0         # also stop after this many minutes of training compute (0: off), see clock.py
+    budget_min: float = 0.0         # also stop after this many minutes of training compute (0: off; the schedule then follows compute, so the run is not bit-reproducible), see clock.py
     stop_after_min: float = 0.0     # end this invocation after this many wall minutes (checkpointed; rerun resumes)
     amp: str = "none"               # 'bf16': autocast the networks (mask/unmask/NAE stay float32)
     # NAEs
