@@ -148,8 +148,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.attacks:
         return _run_security(args, model, clf)
     ds = data_mod.dataset(args.dataset, args.split, args.data, args.size)
-    n = min(args.n, len(ds))
-    x, y = data_mod.stack(ds, list(range(n)))
+    if not 0 <= args.start < len(ds):
+        raise ValueError(f"--start {args.start} is outside the split's {len(ds)} images")
+    x, y = data_mod.stack(ds, list(range(args.start, min(args.start + args.n, len(ds)))))
     res = evaluate(model, clf, x, y, nae=_nae_from_args(args), batch_size=args.batch_size,
                    micro_batch=args.micro_batch or None, metric_mode=args.metric_mode)
     print(format_table(res))
@@ -336,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="svhn: train | test | paper (test indices 1000-1499); lfw: train | test (default: %(default)s)")
     ev.add_argument("--data", default=None, help="data folder (default: RIC_DATA or ../shared/data)")
     ev.add_argument("--size", type=int, default=None, help="image size for LFW / image folders")
-    ev.add_argument("--n", type=int, default=500, help="number of images from the start of the split (default: %(default)s)")
+    ev.add_argument("--n", type=int, default=500, help="number of images (default: %(default)s)")
+    ev.add_argument("--start", type=int, default=0, help="index of the first image in the split (default: %(default)s)")
     ev.add_argument("--out", default="runs/eval", help="report folder (default: %(default)s)")
     ev.add_argument("--metric-mode", choices=("ours", "paper"), default="ours",
                     help="paper: also the authors' metrics (PSNR of the unrounded reconstruction; SSIM with "

@@ -127,7 +127,8 @@ def test_evaluate_attacks_cli(workspace):
 @needs_shared
 def test_evaluate_paper_metric_mode_cli(workspace):
     d = workspace
-    out = _run("evaluate", "--model", d / "model.pt", "--n", "3", "--nae-steps", "3", "--out", d / "report_paper",
+    out = _run("evaluate", "--model", d / "model.pt", "--n", "3", "--start", "5", "--nae-steps", "3",
+               "--out", d / "report_paper",
                "--metric-mode", "paper", "--nae-margin", "authors", "--data", os.path.join(MODELS, "..", "data")).stdout
     assert "authors' PSNR (unrounded float x_hat)" in out and "scikit-image default (uniform 7x7)" in out
     rep = json.load(open(d / "report_paper" / "report.json"))
