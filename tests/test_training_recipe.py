@@ -78,7 +78,7 @@ def test_clock_charges_stalls_at_the_median():
 # -- validation inside training -------------------------------------------------------------
 def test_validation_logs_keeps_best_and_matches_evaluate(tmp_path, ds, svhn_classifier):
     out = tmp_path / "val"
-    t = _trainer(_cfg(out, 4, val_every=2, val_n=6), ds, svhn_classifier)
+    t = _trainer(_cfg(out, 4, val_every=2, val_n=6, nae_steps=40), ds, svhn_classifier)
     t.train()
     recs = [json.loads(l) for l in open(out / "validation.jsonl")]
     assert [r["step"] for r in recs] == [2, 4]
@@ -89,7 +89,8 @@ def test_validation_logs_keeps_best_and_matches_evaluate(tmp_path, ds, svhn_clas
     # The validator is `evaluate` on the held-out images with a fixed key: same numbers.
     model = load_ric(out / "checkpoint.pt")
     x = torch.stack([ds[i][0] for i in range(6)])
-    res = evaluate(model, svhn_classifier, x, key=t.validator.key, nonces=t.validator.nonces,
+    assert t.validator.nae.steps == 40 and t.validator.nae.stop == "ciphertext"  # the run's NAE settings
+    res = evaluate(model, svhn_classifier, x, key=t.validator.key, nonces=t.validator.nonces, nae=t.validator.nae,
                    wrong_key=False)
     assert res["psnr"] == pytest.approx(recs[-1]["val_psnr"], abs=1e-9)
     assert math.isnan(res["wrong_key_psnr"])
@@ -97,14 +98,14 @@ def test_validation_logs_keeps_best_and_matches_evaluate(tmp_path, ds, svhn_clas
 
 def test_ema_weights_are_validated_and_exported(tmp_path, ds, svhn_classifier):
     out = tmp_path / "ema"
-    t = _trainer(_cfg(out, 3, val_every=3, val_n=4, ema=0.5, lr=1e-2), ds, svhn_classifier)
+    t = _trainer(_cfg(out, 3, val_every=3, val_n=4, ema=0.5, lr=1e-2, nae_steps=40), ds, svhn_classifier)
     t.train()
     best = load_ric(out / "best.pt")
     for k, v in t.ema.model.state_dict().items():
         assert torch.equal(best.state_dict()[k], v)
     assert any(not torch.equal(a, b) for a, b in zip(t.ema.model.parameters(), t.model.parameters()))
     # resume restores the EMA
-    t2 = _trainer(_cfg(out, 4, val_every=3, val_n=4, ema=0.5, lr=1e-2), ds, svhn_classifier)
+    t2 = _trainer(_cfg(out, 4, val_every=3, val_n=4, ema=0.5, lr=1e-2, nae_steps=40), ds, svhn_classifier)
     for a, b in zip(t2.ema.model.parameters(), t.ema.model.parameters()):
         assert torch.equal(a, b)
     assert t2.ema.updates == 3

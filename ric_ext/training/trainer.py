@@ -33,6 +33,7 @@ from ..errors import CheckpointError
 from ..keys import hkdf_sha256
 from ..models.networks import RIC
 from ..models.registry import load_classifier, load_ric, save_ric
+from ..nae import NAEConfig
 from . import checkpoint as ckpt
 from .clock import ComputeClock
 from .config import TrainConfig
@@ -134,7 +135,9 @@ class Trainer:
             raise ValueError(f"no validation images: split {cfg.val_split!r} has {len(ds)} images, "
                              f"val_start is {cfg.val_start}")
         x, _ = data_mod.stack(ds, list(range(cfg.val_start, hi)))
-        return Validator(x, self.classifier, seed=cfg.seed)
+        # The deployed attack (ciphertext rule) with this run's NAE settings, as `evaluate` would use them.
+        nae = NAEConfig(c=cfg.nae_c, kappa=cfg.nae_kappa, steps=cfg.nae_steps, lr=cfg.nae_lr, margin=cfg.margin)
+        return Validator(x, self.classifier, seed=cfg.seed, nae=nae)
 
     # -- schedule --------------------------------------------------------------
     def progress_fraction(self) -> float:
