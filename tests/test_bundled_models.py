@@ -21,7 +21,8 @@ def test_load_ric_by_name():
         assert torch.equal(v, ref.state_dict()[k])
     with pytest.raises(ValueError, match="bundled models"):
         bundled_model_path("cats")
-    with pytest.raises(CheckpointError, match="bundled models: faces, svhn"):
+    assert load_ric("svhn-v1").config() == m.config()  # the earlier bundled model, for its old ciphertexts
+    with pytest.raises(CheckpointError, match="bundled models: faces, svhn, svhn-v1"):
         load_ric("no-such-model.pt")
 
 

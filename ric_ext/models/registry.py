@@ -17,7 +17,9 @@ ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 CLASSIFIERS = {"svhn": "svhn_ccexam.pth", "cifar10-resnet20": "cifar10_resnet20.th",
                "cifar10-resnet56": "cifar10_resnet56.th", "lfw": "lfw_identity.pt"}
 # RIC weights shipped in ric_ext/assets, by name (see PROVENANCE.md there).
-BUNDLED_RIC = {"svhn": "ric_svhn_w32.pt", "faces": "ric_faces64.pt"}
+# "svhn" is the best SVHN model; earlier ones stay under their own names so that
+# ciphertexts made with them (the header pins the weights) still decrypt.
+BUNDLED_RIC = {"svhn": "ric_svhn_w32_v2.pt", "svhn-v1": "ric_svhn_w32.pt", "faces": "ric_faces64.pt"}
 
 
 def models_dir(models: Optional[PathLike] = None) -> str:
