@@ -261,8 +261,7 @@ class Trainer:
                 if blob.get("ema") is None:  # EMA switched on mid-run: start it from the current weights
                     self.ema = WeightEMA(self.model, self.cfg.ema)
                 else:
-                    self.ema.load_state_dict({**blob["ema"], "model": {k: v.float() for k, v in
-                                                                       blob["ema"]["model"].items()}})
+                    self.ema.load_state_dict(blob["ema"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit the model: {exc}") from None
         self.step = int(blob["step"])

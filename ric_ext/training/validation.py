@@ -1,7 +1,7 @@
 """Validation inside training: a fixed held-out set evaluated exactly as ``evaluate`` does.
 
-Eval-mode (rounding) quantiser, NAEs made by the deployed attack from a fixed
-validation key and fresh nonces, ciphertexts classified by the frozen
+Eval-mode (rounding) quantiser, NAEs made by the deployed attack (with the
+run's NAE settings) from a fixed validation key and fixed nonces, ciphertexts classified by the frozen
 classifier, NAEs regenerated for decryption, 8-bit PSNR / SSIM. Training-batch
 PSNR (dithered quantiser, the training NAEs) is not evidence of this.
 """
