@@ -48,7 +48,9 @@ def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
 def save_ric(path: PathLike, model: RIC, *, extra: Optional[dict] = None, half: bool = False,
              overwrite: bool = True) -> None:
     """Save RIC weights + config atomically (``half`` stores float16 to halve the size)."""
-    sd = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
+    # contiguous: a model trained in channels-last layout saves the same file as any other
+    sd = {k: (v.half() if half and v.is_floating_point() else v).cpu().contiguous()
+          for k, v in model.state_dict().items()}
     blob = {"format": "ric-ext-model", "version": 1, "config": model.config(), "state_dict": sd,
             "extra": extra or {}}
     atomic_write(path, lambda tmp: torch.save(blob, tmp), overwrite=overwrite)

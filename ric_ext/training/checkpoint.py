@@ -99,6 +99,14 @@ def restore_optimizer(opt: torch.optim.Optimizer, state: dict, compact: bool) ->
         state = dict(state, state={k: {n: (t.float() if isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16
                                            else t) for n, t in v.items()} for k, v in state["state"].items()})
     opt.load_state_dict(state)
+    # Moments saved from a run in the other memory layout: give them the parameter's strides, so the
+    # optimiser's element-wise updates run on matching layouts (a run may switch --channels-last).
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for n, t in st.items():
+                if isinstance(t, torch.Tensor) and t.shape == p.shape and t.stride() != p.stride():
+                    st[n] = torch.empty_like(p, dtype=t.dtype).copy_(t)
 
 
 def best_score(val: Optional[dict], min_agreement: float = 0.99) -> float:

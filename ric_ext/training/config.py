@@ -42,6 +42,7 @@ class TrainConfig:
     budget_min: float = 0.0         # also stop after this many minutes of training compute (0: off; the schedule then follows compute, so the run is not bit-reproducible), see clock.py
     stop_after_min: float = 0.0     # end this invocation after this many wall minutes (checkpointed; rerun resumes)
     amp: str = "none"               # 'bf16': autocast the networks (mask/unmask/NAE stay float32)
+    channels_last: bool = True      # networks and batches in channels-last layout (bf16 on the 2-core CPU: 1.12x faster steps, NOTES.md)
     # NAEs
     nae_steps: int = 100
     nae_c: float = 10.0

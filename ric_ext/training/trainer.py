@@ -124,7 +124,8 @@ class Trainer:
             model = RIC(self.shape[0], cfg.width, cfg.depth, cfg.lam, decoder_z=cfg.decoder_z)
         if cfg.init:
             model.load_state_dict(_init_state(load_ric(cfg.init), model, cfg.init))
-        return model.to(self.device)
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
     def _build_validator(self, val_dataset) -> Validator:
         cfg = self.cfg
@@ -173,6 +174,8 @@ class Trainer:
             y = self.classifier(x).argmax(1)
         t0 = time.perf_counter()
         z, nae_steps = self.naes.for_step(step, y)
+        if cfg.channels_last:
+            x, z = (t.contiguous(memory_format=torch.channels_last) for t in (x, z))
         self._sync_device()
         t_nae = time.perf_counter() - t0
         lr = self.current_lr()
