@@ -1,0 +1,53 @@
+"""Where does a model lose its recovery quality: the 8-bit rounding, or the networks?
+
+On SVHN test images 0..n-1 (the validation images of training), with fresh
+adaptive NAEs for the classifier's labels, prints the 8-bit PSNR of
+
+- the deployed path: rounded ciphertext, so the decoder sees r = E + 5q;
+- the same without rounding (quantize='none'): the decoder sees r = E exactly.
+
+If the two are close, the 8-bit error is not what limits the model (the
+encoder/decoder pair is); ideas that attack the rounding floor (the decoder
+also seeing z, training through the exact rounding) can only pay once they
+differ. Also prints the encoder output's range and spread, the share of
+ciphertext pixels the clamp cuts, and corr(E, x).
+
+    python python/diagnose_floor.py [--model svhn] [--n 200]
+"""
+import argparse
+
+import torch
+
+from ric_ext import data as data_mod
+from ric_ext.metrics import mean_psnr, psnr
+from ric_ext.models import load_ric
+from ric_ext.models.registry import load_classifier
+from ric_ext.nae import NAEConfig, NAEGenerator
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="svhn", help="bundled name or model/checkpoint file (default: %(default)s)")
+    ap.add_argument("--n", type=int, default=200, help="SVHN test images 0..n-1 (default: %(default)s)")
+    args = ap.parse_args()
+    m = load_ric(args.model)
+    clf = load_classifier("svhn").eval().requires_grad_(False)
+    x, _ = data_mod.stack(data_mod.dataset("svhn", "test", None, None), list(range(args.n)))
+    with torch.no_grad():
+        y = clf(x).argmax(1)
+    nonces = torch.randint(0, 256, (args.n, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    z = NAEGenerator(clf, NAEConfig(stop="margin")).generate(bytes(32), nonces, y, tuple(x.shape[1:])).z
+    with torch.no_grad():
+        for q, what in (("eval", "rounded ciphertext (deployed)"), ("none", "unrounded ciphertext")):
+            c = m.encrypt(x, z, quantize=q)
+            print(f"{what:>30}: PSNR {mean_psnr(psnr(m.decrypt(c, z), x)):.2f} dB")
+        e = m.encoder(m.feature((x - 0.5) / 0.5), z)
+        c = (1 - m.lam) * e + m.lam * z
+        clipped = ((c < -0.5 / 255) | (c > 1 + 0.5 / 255)).float().mean().item()
+        corr = torch.corrcoef(torch.stack([e.flatten(), x.flatten()]))[0, 1].item()
+        print(f"encoder output E: range {e.min():.3f}..{e.max():.3f}, std {e.std():.3f}, corr(E, x) {corr:.3f}; "
+              f"ciphertext pixels clamped: {100 * clipped:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
