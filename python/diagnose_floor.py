@@ -19,6 +19,7 @@ import argparse
 import torch
 
 from ric_ext import data as data_mod
+from ric_ext import ops
 from ric_ext.metrics import mean_psnr, psnr
 from ric_ext.models import load_ric
 from ric_ext.models.registry import load_classifier
@@ -38,11 +39,11 @@ def main() -> None:
     nonces = torch.randint(0, 256, (args.n, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     z = NAEGenerator(clf, NAEConfig(stop="margin")).generate(bytes(32), nonces, y, tuple(x.shape[1:])).z
     with torch.no_grad():
+        e = m.encoder(m.features(x), z)  # once; both ciphertexts below mask it as RIC.encrypt does
         for q, what in (("eval", "rounded ciphertext (deployed)"), ("none", "unrounded ciphertext")):
-            c = m.encrypt(x, z, quantize=q)
+            c = ops.mask(e, z, m.lam, quantize=q)
             print(f"{what:>30}: PSNR {mean_psnr(psnr(m.decrypt(c, z), x)):.2f} dB")
-        e = m.encoder(m.feature((x - 0.5) / 0.5), z)
-        c = (1 - m.lam) * e + m.lam * z
+        c = (1 - m.lam) * e + m.lam * z  # before the clamp, to count what it cuts
         clipped = ((c < -0.5 / 255) | (c > 1 + 0.5 / 255)).float().mean().item()
         corr = torch.corrcoef(torch.stack([e.flatten(), x.flatten()]))[0, 1].item()
         print(f"encoder output E: range {e.min():.3f}..{e.max():.3f}, std {e.std():.3f}, corr(E, x) {corr:.3f}; "
