@@ -5,7 +5,7 @@
 #   SVHN_MIN=55 FACES_MIN=45 bash python/continue_runs.sh        # wall minutes per run; 0 skips a run
 #
 # Each run resumes from ROOT/NAME/checkpoint.pt (weights, bf16 Adam moments, EMA, compute
-# clock, best score; --init only matters for a fresh run) and stops after its minutes,
+# clock, best score; --init and FACES_INIT only matter for a fresh run) and stops after its minutes,
 # checkpointed; then copy nothing, just commit ROOT/NAME. Pausing a run (kill -STOP) still
 # spends its wall minutes. EXTRA="..." appends flags to both runs (later flags win), which
 # the CPU rehearsal in tests/test_training_recipe.py uses with ROOT=a temporary folder.
@@ -13,6 +13,9 @@ set -euo pipefail
 ROOT="${ROOT:-checkpoints}"
 SVHN_MIN="${SVHN_MIN:-55}"
 FACES_MIN="${FACES_MIN:-45}"
+# The faces run fine-tunes an SVHN model (fully convolutional). Out of the box the SVHN v3 model
+# already recovers LFW faces at 31.7 dB, above the first faces run (from v1) after 801 steps.
+FACES_INIT="${FACES_INIT:-ric_ext/assets/ric_svhn_w32_v3.pt}"
 if [ "$SVHN_MIN" != 0 ]; then
   python -m ric_ext train --init ric_ext/assets/ric_svhn_w32.pt --decoder-z false --width 32 --batch-size 32 \
     --lr 3e-4 --schedule cosine --warmup 100 --steps 40000 --amp bf16 --ema 0.998 --val-every 250 --val-n 200 \
@@ -21,7 +24,7 @@ if [ "$SVHN_MIN" != 0 ]; then
 fi
 if [ "$FACES_MIN" != 0 ]; then
   python -m ric_ext train --dataset lfw --size 64 --classifier lfw --nae-lr 0.05 --nae-pool 8 \
-    --init ric_ext/assets/ric_svhn_w32.pt --decoder-z false --width 32 --batch-size 16 --lr 3e-4 --schedule cosine \
+    --init "$FACES_INIT" --decoder-z false --width 32 --batch-size 16 --lr 3e-4 --schedule cosine \
     --warmup 50 --steps 20000 --amp bf16 --ema 0.998 --val-every 200 --val-split test --val-n 100 --log-every 25 \
     --ckpt-every 200 --grid-every 1000000 --ckpt-compact true --stop-after-min "$FACES_MIN" \
     --out "$ROOT/faces64_w32" --no-progress ${EXTRA:-}
