@@ -12,7 +12,7 @@ from .evaluate import evaluate, format_table, write_report
 from .keys import Key
 from .models.registry import ASSETS, bundled_model_path, load_classifier, load_ric
 
-NOTE = ("bundled model: RIC width 32 trained on CPU (about 18,000 steps), not paper-grade; "
+NOTE = ("bundled model: RIC width 32 trained on CPU (about 25,000 steps), not paper-grade; "
         "see ric_ext/assets/PROVENANCE.md for its measured quality")
 
 

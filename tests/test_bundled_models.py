@@ -18,9 +18,9 @@ def test_load_ric_by_name():
         assert torch.equal(v, ref.state_dict()[k])
     with pytest.raises(ValueError, match="bundled models"):
         bundled_model_path("cats")
-    for old in ("svhn-v1", "svhn-v2"):  # earlier bundled models, kept for their old ciphertexts
+    for old in ("svhn-v1", "svhn-v2", "svhn-v3"):  # earlier bundled models, kept for their old ciphertexts
         assert load_ric(old).config() == m.config()
-    with pytest.raises(CheckpointError, match="bundled models: faces, svhn, svhn-v1, svhn-v2"):
+    with pytest.raises(CheckpointError, match="bundled models: faces, svhn, svhn-v1, svhn-v2, svhn-v3"):
         load_ric("no-such-model.pt")
 
 
