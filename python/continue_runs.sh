@@ -14,8 +14,9 @@ ROOT="${ROOT:-checkpoints}"
 SVHN_MIN="${SVHN_MIN:-55}"
 FACES_MIN="${FACES_MIN:-45}"
 # The faces run fine-tunes an SVHN model (fully convolutional). Out of the box the SVHN v3 model
-# already recovers LFW faces at 31.7 dB, above the first faces run (from v1) after 801 steps.
-FACES_INIT="${FACES_INIT:-ric_ext/assets/ric_svhn_w32_v3.pt}"
+# already recovered LFW faces at 31.7 dB, above the first faces run (from v1) after 801 steps;
+# the committed faces run began from v4.
+FACES_INIT="${FACES_INIT:-ric_ext/assets/ric_svhn_w32_v4.pt}"
 if [ "$SVHN_MIN" != 0 ]; then
   python -m ric_ext train --init ric_ext/assets/ric_svhn_w32.pt --decoder-z false --width 32 --batch-size 32 \
     --lr 3e-4 --schedule cosine --warmup 100 --steps 40000 --amp bf16 --ema 0.998 --val-every 250 --val-n 200 \
