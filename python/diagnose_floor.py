@@ -1,6 +1,7 @@
 """Where does a model lose its recovery quality: the 8-bit rounding, or the networks?
 
-On SVHN test images 0..n-1 (the validation images of training), with fresh
+On test images 0..n-1 (SVHN's, or LFW's at 64x64 with our LFW classifier and NAE
+lr 0.05 for a faces model: the validation images of training), with fresh
 adaptive NAEs for the classifier's labels, prints the 8-bit PSNR of
 
 - the deployed path: rounded ciphertext, so the decoder sees r = E + 5q;
@@ -13,6 +14,7 @@ differ. Also prints the encoder output's range and spread, the share of
 ciphertext pixels the clamp cuts, and corr(E, x).
 
     python python/diagnose_floor.py [--model svhn] [--n 200]
+    python python/diagnose_floor.py --model faces --dataset lfw --n 100
 """
 import argparse
 
@@ -29,15 +31,20 @@ from ric_ext.nae import NAEConfig, NAEGenerator
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="svhn", help="bundled name or model/checkpoint file (default: %(default)s)")
-    ap.add_argument("--n", type=int, default=200, help="SVHN test images 0..n-1 (default: %(default)s)")
+    ap.add_argument("--n", type=int, default=200, help="test images 0..n-1 (default: %(default)s)")
+    ap.add_argument("--dataset", choices=("svhn", "lfw"), default="svhn",
+                    help="svhn (32x32, SVHN classifier) or lfw (64x64, LFW classifier) (default: %(default)s)")
     args = ap.parse_args()
     m = load_ric(args.model)
-    clf = load_classifier("svhn").eval().requires_grad_(False)
-    x, _ = data_mod.stack(data_mod.dataset("svhn", "test", None, None), list(range(args.n)))
+    faces = args.dataset == "lfw"
+    clf = load_classifier(args.dataset).eval().requires_grad_(False)
+    ds = data_mod.dataset(args.dataset, "test", None, 64 if faces else None)
+    x, _ = data_mod.stack(ds, list(range(min(args.n, len(ds)))))
     with torch.no_grad():
         y = clf(x).argmax(1)
-    nonces = torch.randint(0, 256, (args.n, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    z = NAEGenerator(clf, NAEConfig(stop="margin")).generate(bytes(32), nonces, y, tuple(x.shape[1:])).z
+    nonces = torch.randint(0, 256, (len(x), 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    cfg = NAEConfig(stop="margin", lr=0.05) if faces else NAEConfig(stop="margin")  # faces: NOTES.md, "LFW identity classifier"
+    z = NAEGenerator(clf, cfg).generate(bytes(32), nonces, y, tuple(x.shape[1:])).z
     with torch.no_grad():
         e = m.encoder(m.features(x), z)  # once; both ciphertexts below mask it as RIC.encrypt does
         for q, what in (("eval", "rounded ciphertext (deployed)"), ("none", "unrounded ciphertext")):
