@@ -3,6 +3,7 @@
 # one process after the other (two torch processes on 2 cores slow each other 10-100x).
 #
 #   SVHN_MIN=55 FACES_MIN=45 bash python/continue_runs.sh        # wall minutes per run; 0 skips a run
+#   SVHN_MIN=0 FACES_MIN=0 FACES2_MIN=60 bash python/continue_runs.sh   # the faces warm restart only
 #
 # Each run resumes from ROOT/NAME/checkpoint.pt (weights, bf16 Adam moments, EMA, compute
 # clock, best score; --init and FACES_INIT only matter for a fresh run) and stops after its minutes,
@@ -17,6 +18,12 @@ FACES_MIN="${FACES_MIN:-45}"
 # already recovered LFW faces at 31.7 dB, above the first faces run (from v1) after 801 steps;
 # the committed faces run began from v4.
 FACES_INIT="${FACES_INIT:-ric_ext/assets/ric_svhn_w32_v4.pt}"
+FACES2_MIN="${FACES2_MIN:-0}"
+# The first faces run's cosine schedule ended at step 20,000 (LR 3e-6) still gaining ~0.2 dB per
+# 1,000 steps, so a second run restarts the schedule (peak 1.5e-4, half the first's) from its best
+# weights (the bundled faces v4, byte-identical to checkpoints/faces64_w32/best.pt): a warm restart
+# with a fresh optimiser (NOTES.md, "Faces model v4").
+FACES2_INIT="${FACES2_INIT:-ric_ext/assets/ric_faces64_v4.pt}"
 if [ "$SVHN_MIN" != 0 ]; then
   python -m ric_ext train --init ric_ext/assets/ric_svhn_w32.pt --decoder-z false --width 32 --batch-size 32 \
     --lr 3e-4 --schedule cosine --warmup 100 --steps 40000 --amp bf16 --ema 0.998 --val-every 250 --val-n 200 \
@@ -29,4 +36,11 @@ if [ "$FACES_MIN" != 0 ]; then
     --warmup 50 --steps 20000 --amp bf16 --ema 0.998 --val-every 200 --val-split test --val-n 100 --log-every 25 \
     --ckpt-every 200 --grid-every 1000000 --ckpt-compact true --stop-after-min "$FACES_MIN" \
     --out "$ROOT/faces64_w32" --no-progress ${EXTRA:-}
+fi
+if [ "$FACES2_MIN" != 0 ]; then
+  python -m ric_ext train --dataset lfw --size 64 --classifier lfw --nae-lr 0.05 --nae-pool 8 \
+    --init "$FACES2_INIT" --decoder-z false --width 32 --batch-size 16 --lr 1.5e-4 --schedule cosine \
+    --warmup 100 --steps 10000 --amp bf16 --ema 0.998 --val-every 600 --val-split test --val-n 100 --log-every 25 \
+    --ckpt-every 200 --grid-every 1000000 --ckpt-compact true --stop-after-min "$FACES2_MIN" \
+    --out "$ROOT/faces64_w32_r2" --no-progress ${EXTRA:-}
 fi

@@ -316,16 +316,19 @@ def test_diagnose_floor_script_reports_both_paths():
 
 @needs_shared
 def test_continue_runs_script_rehearsal(tmp_path):
-    """python/continue_runs.sh with both runs cut to one tiny step each (its flags must stay valid)."""
+    """python/continue_runs.sh with all three runs cut to one tiny step each (its flags must stay valid)."""
     import subprocess
 
     root = os.path.join(os.path.dirname(__file__), "..")
-    env = dict(os.environ, ROOT=str(tmp_path), SVHN_MIN="1", FACES_MIN="1",
+    env = dict(os.environ, ROOT=str(tmp_path), SVHN_MIN="1", FACES_MIN="1", FACES2_MIN="1",
                EXTRA="--batch-size 4 --steps 1 --val-n 4 --nae-steps 5 --nae-pool 1")
     subprocess.run(["bash", "python/continue_runs.sh"], cwd=root, env=env, check=True, capture_output=True)
-    for name in ("svhn_w32", "faces64_w32"):
+    for name in ("svhn_w32", "faces64_w32", "faces64_w32_r2"):
         val = [json.loads(line) for line in open(tmp_path / name / "validation.jsonl")]
         assert val[-1]["step"] == 1 and val[-1]["val_n"] == 4
         assert os.path.isfile(tmp_path / name / "checkpoint.pt")
-    cfg = json.load(open(tmp_path / "faces64_w32" / "config.json"))
-    assert (cfg["dataset"], cfg["size"], cfg["classifier"], cfg["nae_lr"]) == ("lfw", 64, "lfw", 0.05)
+    for name in ("faces64_w32", "faces64_w32_r2"):
+        cfg = json.load(open(tmp_path / name / "config.json"))
+        assert (cfg["dataset"], cfg["size"], cfg["classifier"], cfg["nae_lr"]) == ("lfw", 64, "lfw", 0.05)
+    # the warm restart starts from the bundled faces v4 (the first faces run's best weights)
+    assert cfg["init"] == "ric_ext/assets/ric_faces64_v4.pt"
