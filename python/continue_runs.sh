@@ -30,17 +30,17 @@ if [ "$SVHN_MIN" != 0 ]; then
     --log-every 25 --ckpt-every 250 --grid-every 1000000 --ckpt-compact true --stop-after-min "$SVHN_MIN" \
     --out "$ROOT/svhn_w32" --no-progress ${EXTRA:-}
 fi
-if [ "$FACES_MIN" != 0 ]; then
+# One faces run: INIT LR WARMUP STEPS VAL_EVERY MINUTES OUT (the rest of the recipe is shared).
+faces_run() {
   python -m ric_ext train --dataset lfw --size 64 --classifier lfw --nae-lr 0.05 --nae-pool 8 \
-    --init "$FACES_INIT" --decoder-z false --width 32 --batch-size 16 --lr 3e-4 --schedule cosine \
-    --warmup 50 --steps 20000 --amp bf16 --ema 0.998 --val-every 200 --val-split test --val-n 100 --log-every 25 \
-    --ckpt-every 200 --grid-every 1000000 --ckpt-compact true --stop-after-min "$FACES_MIN" \
-    --out "$ROOT/faces64_w32" --no-progress ${EXTRA:-}
+    --init "$1" --decoder-z false --width 32 --batch-size 16 --lr "$2" --schedule cosine \
+    --warmup "$3" --steps "$4" --amp bf16 --ema 0.998 --val-every "$5" --val-split test --val-n 100 --log-every 25 \
+    --ckpt-every 200 --grid-every 1000000 --ckpt-compact true --stop-after-min "$6" \
+    --out "$7" --no-progress ${EXTRA:-}
+}
+if [ "$FACES_MIN" != 0 ]; then
+  faces_run "$FACES_INIT" 3e-4 50 20000 200 "$FACES_MIN" "$ROOT/faces64_w32"
 fi
 if [ "$FACES2_MIN" != 0 ]; then
-  python -m ric_ext train --dataset lfw --size 64 --classifier lfw --nae-lr 0.05 --nae-pool 8 \
-    --init "$FACES2_INIT" --decoder-z false --width 32 --batch-size 16 --lr 1.5e-4 --schedule cosine \
-    --warmup 100 --steps 10000 --amp bf16 --ema 0.998 --val-every 600 --val-split test --val-n 100 --log-every 25 \
-    --ckpt-every 200 --grid-every 1000000 --ckpt-compact true --stop-after-min "$FACES2_MIN" \
-    --out "$ROOT/faces64_w32_r2" --no-progress ${EXTRA:-}
+  faces_run "$FACES2_INIT" 1.5e-4 100 10000 600 "$FACES2_MIN" "$ROOT/faces64_w32_r2"
 fi

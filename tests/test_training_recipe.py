@@ -327,8 +327,9 @@ def test_continue_runs_script_rehearsal(tmp_path):
         val = [json.loads(line) for line in open(tmp_path / name / "validation.jsonl")]
         assert val[-1]["step"] == 1 and val[-1]["val_n"] == 4
         assert os.path.isfile(tmp_path / name / "checkpoint.pt")
-    for name in ("faces64_w32", "faces64_w32_r2"):
+    for name, lr, warmup in (("faces64_w32", 3e-4, 50), ("faces64_w32_r2", 1.5e-4, 100)):
         cfg = json.load(open(tmp_path / name / "config.json"))
         assert (cfg["dataset"], cfg["size"], cfg["classifier"], cfg["nae_lr"]) == ("lfw", 64, "lfw", 0.05)
+        assert (cfg["lr"], cfg["warmup"]) == (lr, warmup)  # each run's own schedule reached train
     # the warm restart starts from the bundled faces v4 (the first faces run's best weights)
     assert cfg["init"] == "ric_ext/assets/ric_faces64_v4.pt"
