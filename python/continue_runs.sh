@@ -19,8 +19,8 @@ FACES_MIN="${FACES_MIN:-45}"
 # the committed faces run began from v4.
 FACES_INIT="${FACES_INIT:-ric_ext/assets/ric_svhn_w32_v4.pt}"
 FACES2_MIN="${FACES2_MIN:-0}"
-# The first faces run's cosine schedule ended at step 20,000 (LR 3e-6) still gaining ~0.2 dB per
-# 1,000 steps, so a second run restarts the schedule (peak 1.5e-4, half the first's) from its best
+# The first faces run's cosine schedule ended at step 20,000 (LR 3e-6) still gaining ~0.06 dB per
+# 1,000 steps (~0.2 before the LR fell), so a second run restarts the schedule (peak 1.5e-4, half the first's) from its best
 # weights (the bundled faces v4, byte-identical to checkpoints/faces64_w32/best.pt): a warm restart
 # with a fresh optimiser (NOTES.md, "Faces model v4").
 FACES2_INIT="${FACES2_INIT:-ric_ext/assets/ric_faces64_v4.pt}"
