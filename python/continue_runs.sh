@@ -25,9 +25,9 @@ FACES2_MIN="${FACES2_MIN:-0}"
 # weights (the bundled faces v4, byte-identical to checkpoints/faces64_w32/best.pt): a warm restart
 # with a fresh optimiser (NOTES.md, "Faces model v4").
 FACES2_INIT="${FACES2_INIT:-ric_ext/assets/ric_faces64_v4.pt}"
-# That restart held ~41.4 dB while its LR was above ~8e-5 and gained +0.6 dB in its last 40%
+# That restart held ~41.4 dB until its LR fell below ~7e-5 and gained +0.5 dB in its last 40%
 # (ending at 42.02 on validation, the bundled faces v5), so a third run restarts again from v5 with
-# a lower peak, 1e-4 (a guess: fewer steps spent at high LR; not measured).
+# a lower peak, 1e-4 (a guess: fewer steps spent at high LR; not compared with 1.5e-4).
 FACES3_MIN="${FACES3_MIN:-0}"
 FACES3_INIT="${FACES3_INIT:-ric_ext/assets/ric_faces64_v5.pt}"
 if [ "$SVHN_MIN" != 0 ]; then
