@@ -59,3 +59,30 @@ def test_bad_lfw_classifier_file(tmp_path):
     torch.save({"format": "something else"}, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="not an LFW classifier"):
         load_lfw_classifier(tmp_path / "x.pt")
+
+
+def test_classifier_rejects_images_of_another_size():
+    # LFWNet pools globally, so 32x32 or 160x160 input would run and label badly: the NAE would
+    # then target a wrong label silently. The trained size travels in the file and is enforced.
+    clf = load_classifier("lfw", ASSETS)
+    assert clf.input_size == 64
+    with pytest.raises(ValueError, match="takes 64x64 images, got 160x160"):
+        clf(torch.rand(1, 3, 160, 160))
+    with pytest.raises(ValueError, match="takes 32x32 images, got 64x64"):
+        load_classifier("svhn", ASSETS)(torch.rand(1, 3, 64, 64))
+
+
+def test_lfw160_classifier_by_name(tmp_path):
+    from ric_ext.models.classifiers import LFWNet
+
+    with pytest.raises(FileNotFoundError, match="'lfw160'.*--size 160"):  # not bundled: says how to make it
+        load_classifier("lfw160", tmp_path)
+    # a file in the layout python/train_lfw_classifier.py writes, at 160x160
+    blob = torch.load(os.path.join(ASSETS, CLASSIFIERS["lfw"]), weights_only=True)
+    torch.save(dict(blob, size=160, state_dict=LFWNet(62).state_dict()), tmp_path / CLASSIFIERS["lfw160"])
+    clf = load_classifier("lfw160", tmp_path)
+    assert clf.input_size == 160 and not clf.training
+    with torch.no_grad():
+        assert clf(torch.rand(2, 3, 160, 160)).shape == (2, 62)
+    with pytest.raises(ValueError, match="takes 160x160 images"):
+        clf(torch.rand(1, 3, 64, 64))

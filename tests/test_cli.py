@@ -88,6 +88,9 @@ def test_errors_are_clean(workspace, tmp_path):
     p = _run("encrypt", "--input", workspace / "plain", "--output", tmp_path / "o", "--key", tmp_path / "nokey",
              "--model", workspace / "model.pt", ok=False)
     assert p.returncode == 2 and "key file not found" in p.stderr
+    # 32x32 SVHN images given to the 64x64 faces classifier: a clear error, not wrong labels
+    p = _run("classify", "--input", workspace / "plain", "--classifier", "lfw", ok=False)
+    assert p.returncode == 2 and "takes 64x64 images, got 32x32" in p.stderr and "Traceback" not in p.stderr
 
 
 @pytest.mark.parametrize("stop", ["fixed", "ciphertext"])

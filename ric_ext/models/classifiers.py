@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,15 +14,26 @@ from torch import nn
 
 
 class Normalized(nn.Module):
-    """``net((x - mean) / std)`` for x in [0, 1], shape (B, C, H, W)."""
+    """``net((x - mean) / std)`` for x in [0, 1], shape (B, C, H, W).
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+    ``input_size`` (optional): the square image size the classifier was trained
+    at. A classifier with global pooling runs at any size but labels other sizes
+    badly, so other sizes raise instead of producing NAEs against a wrong label.
+    """
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 input_size: Optional[int] = None):
         super().__init__()
         self.net = net
+        self.input_size = input_size
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.input_size
+        if s is not None and tuple(x.shape[-2:]) != (s, s):
+            raise ValueError(f"this classifier takes {s}x{s} images, got {x.shape[-2]}x{x.shape[-1]} "
+                             f"(pass --size {s}, or a classifier trained at this size)")
         return self.net((x - self.mean) / self.std)
 
 
@@ -142,7 +153,7 @@ def load_svhn_classifier(path: str | os.PathLike) -> Normalized:
     """The ccexam SVHN CNN with its normalisation, in eval mode (input: [0,1] RGB 32x32)."""
     net = SVHNNet()
     net.load_state_dict(_load(path), strict=True)
-    return Normalized(net, SVHN_MEAN, SVHN_STD).eval()
+    return Normalized(net, SVHN_MEAN, SVHN_STD, input_size=32).eval()
 
 
 def load_cifar_resnet(path: str | os.PathLike, depth: int = 20) -> Normalized:
@@ -163,13 +174,14 @@ def load_cifar_resnet(path: str | os.PathLike, depth: int = 20) -> Normalized:
 
 
 def load_lfw_classifier(path: str | os.PathLike) -> Normalized:
-    """Our LFW identity classifier with its normalisation, in eval mode (input: [0,1] RGB 64x64)."""
+    """Our LFW identity classifier with its normalisation, in eval mode (input: [0,1] RGB images of
+    the size it was trained at: 64x64 for the bundled one, 160x160 for ``lfw160``)."""
     blob = _load(path)
     if not isinstance(blob, dict) or blob.get("format") != "ric-ext-lfw-classifier":
         raise ValueError(f"{path} is not an LFW classifier saved by python/train_lfw_classifier.py")
     net = LFWNet(int(blob["classes"]), tuple(blob["widths"]))
     net.load_state_dict(blob["state_dict"], strict=True)
-    return Normalized(net, blob["mean"], blob["std"]).eval()
+    return Normalized(net, blob["mean"], blob["std"], input_size=int(blob["size"])).eval()
 
 
 def fingerprint(module: nn.Module) -> str:

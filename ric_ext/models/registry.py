@@ -15,7 +15,10 @@ from .networks import RIC
 PathLike = Union[str, "os.PathLike[str]"]
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 CLASSIFIERS = {"svhn": "svhn_ccexam.pth", "cifar10-resnet20": "cifar10_resnet20.th",
-               "cifar10-resnet56": "cifar10_resnet56.th", "lfw": "lfw_identity.pt"}
+               "cifar10-resnet56": "cifar10_resnet56.th", "lfw": "lfw_identity.pt",
+               # the same network trained at 160x160 (python/train_lfw_classifier.py --size 160); not bundled
+               # yet: the faces-160 GPU recipe (python/train_gpu.sh faces160) trains it into its run folder
+               "lfw160": "lfw_identity160.pt"}
 # RIC weights shipped in ric_ext/assets, by name (see PROVENANCE.md there).
 # "svhn" is the best SVHN model; earlier ones stay under their own names so that
 # ciphertexts made with them (the header pins the weights) still decrypt.
@@ -30,7 +33,7 @@ def models_dir(models: Optional[PathLike] = None) -> str:
 
 def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
     """A classifier (input [0, 1], eval mode) by name: 'svhn', 'cifar10-resnet20', 'cifar10-resnet56',
-    'lfw' (our 62-identity LFW classifier, 64x64 input).
+    'lfw' (our 62-identity LFW classifier, 64x64 input), 'lfw160' (the same at 160x160).
 
     'svhn' and 'lfw' fall back to the copies bundled in the package when the
     models folder (``models``, ``RIC_MODELS`` or ../shared/models) does not have them.
@@ -40,9 +43,13 @@ def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
     path = os.path.join(models_dir(models), CLASSIFIERS[name])
     if not os.path.isfile(path) and os.path.isfile(os.path.join(ASSETS, CLASSIFIERS[name])):
         path = os.path.join(ASSETS, CLASSIFIERS[name])
+    if not os.path.isfile(path):
+        hint = " (train it: python python/train_lfw_classifier.py --size 160 --out PATH)" if name == "lfw160" else ""
+        raise FileNotFoundError(f"classifier {name!r}: weights not found at {path}; pass --models DIR "
+                                f"or set RIC_MODELS{hint}")
     if name == "svhn":
         return load_svhn_classifier(path)
-    if name == "lfw":
+    if name in ("lfw", "lfw160"):
         return load_lfw_classifier(path)
     return load_cifar_resnet(path, depth=20 if name.endswith("20") else 56)
 
