@@ -20,14 +20,14 @@ def test_load_ric_by_name():
         bundled_model_path("cats")
     for old in ("svhn-v1", "svhn-v2", "svhn-v3"):  # earlier bundled models, kept for their old ciphertexts
         assert load_ric(old).config() == m.config()
-    with pytest.raises(CheckpointError, match="bundled models: faces, faces-v1, faces-v2, faces-v3, faces-v4, svhn, svhn-v1, svhn-v2, svhn-v3"):
+    with pytest.raises(CheckpointError, match="bundled models: faces, faces-v1, faces-v2, faces-v3, faces-v4, faces-v5, svhn, svhn-v1, svhn-v2, svhn-v3"):
         load_ric("no-such-model.pt")
 
 
 def test_faces_model_by_name():
     m = load_ric("faces")
     assert m.config() == dict(channels=3, width=32, depth=4, lam=0.8)
-    for old in ("faces-v1", "faces-v2", "faces-v3", "faces-v4"):  # earlier faces models, kept for their old ciphertexts
+    for old in ("faces-v1", "faces-v2", "faces-v3", "faces-v4", "faces-v5"):  # earlier faces models, kept for their old ciphertexts
         assert load_ric(old).config() == m.config()
 
 

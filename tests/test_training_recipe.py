@@ -316,22 +316,23 @@ def test_diagnose_floor_script_reports_both_paths():
 
 @needs_shared
 def test_continue_runs_script_rehearsal(tmp_path):
-    """python/continue_runs.sh with all four runs cut to one tiny step each (its flags must stay valid)."""
+    """python/continue_runs.sh with all five runs cut to one tiny step each (its flags must stay valid)."""
     import subprocess
 
     root = os.path.join(os.path.dirname(__file__), "..")
-    env = dict(os.environ, ROOT=str(tmp_path), SVHN_MIN="1", FACES_MIN="1", FACES2_MIN="1", FACES3_MIN="1",
+    env = dict(os.environ, ROOT=str(tmp_path), SVHN_MIN="1", FACES_MIN="1", FACES2_MIN="1", FACES3_MIN="1", FACES4_MIN="1",
                EXTRA="--batch-size 4 --steps 1 --val-n 4 --nae-steps 5 --nae-pool 1")
     subprocess.run(["bash", "python/continue_runs.sh"], cwd=root, env=env, check=True, capture_output=True)
-    for name in ("svhn_w32", "faces64_w32", "faces64_w32_r2", "faces64_w32_r3"):
+    for name in ("svhn_w32", "faces64_w32", "faces64_w32_r2", "faces64_w32_r3", "faces64_w32_r4"):
         val = [json.loads(line) for line in open(tmp_path / name / "validation.jsonl")]
         assert val[-1]["step"] == 1 and val[-1]["val_n"] == 4
         assert os.path.isfile(tmp_path / name / "checkpoint.pt")
     # each run's own schedule and init reached train; the warm restarts start from the bundled
-    # faces model their previous run produced (v4: the first run's best weights, v5: r2's)
+    # faces model their previous run produced (v4: the first run's best weights, v5: r2's, v6: r3's)
     for name, lr, warmup, init in (("faces64_w32", 3e-4, 50, "ric_ext/assets/ric_svhn_w32_v4.pt"),
                                    ("faces64_w32_r2", 1.5e-4, 100, "ric_ext/assets/ric_faces64_v4.pt"),
-                                   ("faces64_w32_r3", 1e-4, 100, "ric_ext/assets/ric_faces64_v5.pt")):
+                                   ("faces64_w32_r3", 1e-4, 100, "ric_ext/assets/ric_faces64_v5.pt"),
+                                   ("faces64_w32_r4", 1e-4, 100, "ric_ext/assets/ric_faces64_v6.pt")):
         cfg = json.load(open(tmp_path / name / "config.json"))
         assert (cfg["dataset"], cfg["size"], cfg["classifier"], cfg["nae_lr"]) == ("lfw", 64, "lfw", 0.05)
         assert (cfg["lr"], cfg["warmup"], cfg["init"]) == (lr, warmup, init)

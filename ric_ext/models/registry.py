@@ -23,8 +23,9 @@ CLASSIFIERS = {"svhn": "svhn_ccexam.pth", "cifar10-resnet20": "cifar10_resnet20.
 # "svhn" is the best SVHN model; earlier ones stay under their own names so that
 # ciphertexts made with them (the header pins the weights) still decrypt.
 BUNDLED_RIC = {"svhn": "ric_svhn_w32_v4.pt", "svhn-v3": "ric_svhn_w32_v3.pt", "svhn-v2": "ric_svhn_w32_v2.pt",
-               "svhn-v1": "ric_svhn_w32.pt", "faces": "ric_faces64_v5.pt", "faces-v4": "ric_faces64_v4.pt",
-               "faces-v3": "ric_faces64_v3.pt", "faces-v2": "ric_faces64_v2.pt", "faces-v1": "ric_faces64.pt"}
+               "svhn-v1": "ric_svhn_w32.pt", "faces": "ric_faces64_v6.pt", "faces-v5": "ric_faces64_v5.pt",
+               "faces-v4": "ric_faces64_v4.pt", "faces-v3": "ric_faces64_v3.pt", "faces-v2": "ric_faces64_v2.pt",
+               "faces-v1": "ric_faces64.pt"}
 
 
 def models_dir(models: Optional[PathLike] = None) -> str:
