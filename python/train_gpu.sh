@@ -15,15 +15,24 @@
 # CPU rehearsal (what a session without a GPU runs to keep this script working):
 #   SKIP_INSTALL=1 DEVICE=cpu STOP_MIN=0.3 OUT=/tmp/rehearsal bash python/train_gpu.sh t --width 8 --depth 2 --batch-size 8 --val-every 10 --val-n 16 --ckpt-every 10
 #
-# The recipe: width 50 (SPEC), batch 64, fresh NAEs, warm-up + cosine over
-# STEPS (default 25,000 = 200 epochs of the 8,000 SVHN training images),
-# validation every 500 steps on SVHN test 0-199.
+# Recipes, chosen by NAME:
+#   svhn* (default svhn_w50): width 50 (SPEC), batch 64, fresh NAEs, warm-up + cosine over
+#     STEPS (default 25,000 = 200 epochs of the 8,000 SVHN training images),
+#     validation every 500 steps on SVHN test 0-199.
+#   faces160*: LFW faces at 160x160 (the paper's size). The first chunk trains
+#     the LFW identity classifier at 160x160 (python/train_lfw_classifier.py, 40
+#     epochs; about a minute on a GPU, an hour on the 2-core CPU) into
+#     NAME/models/lfw_identity160.pt, which travels with the run (`--classifier
+#     lfw160 --models checkpoints/NAME/models` to evaluate). The RIC starts from
+#     the bundled 64x64 faces model (fully convolutional, so its weights fit any
+#     size): width 32, batch 32, fresh NAEs at NAE lr 0.05, peak lr 2e-4, cosine
+#     over STEPS (default 20,000), validation every 500 steps on LFW test 0-99.
+#     CLS_FLAGS adds flags to the classifier's training (the rehearsal's small one).
 set -euo pipefail
 NAME="${1:-svhn_w50}"
 shift || true
 OUT="${OUT:-/tmp/ric_out}"
 STOP_MIN="${STOP_MIN:-7}"
-STEPS="${STEPS:-25000}"
 DST="$OUT/$NAME"
 mkdir -p "$DST"
 export PYTHONUNBUFFERED=1
@@ -36,8 +45,22 @@ fi
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   python3 -m pip install --no-build-isolation --no-deps -q . > "$DST/install.log" 2>&1 || { tail -50 "$DST/install.log"; exit 1; }
 fi
-python3 -m ric_ext train --device "${DEVICE:-cuda}" --amp bf16 --width 50 --batch-size 64 --lr 1e-3 \
-  --schedule cosine --warmup 500 --steps "$STEPS" --ema 0.999 --val-every 500 --val-n 200 \
+case "$NAME" in
+  faces160*)
+    if [ ! -f "$DST/models/lfw_identity160.pt" ]; then
+      # shellcheck disable=SC2086  # CLS_FLAGS is a list of flags
+      python3 python/train_lfw_classifier.py --size 160 --device "${DEVICE:-cuda}" --epochs 40 \
+        --out "$DST/models/lfw_identity160.pt" ${CLS_FLAGS:-}
+    fi
+    RECIPE=(--dataset lfw --size 160 --classifier lfw160 --models "$DST/models" --nae-lr 0.05
+            --init ric_ext/assets/ric_faces64_v6.pt --width 32 --depth 4 --batch-size 32 --lr 2e-4
+            --warmup 200 --steps "${STEPS:-20000}" --ema 0.998 --val-n 100)
+    ;;
+  *)
+    RECIPE=(--width 50 --batch-size 64 --lr 1e-3 --warmup 500 --steps "${STEPS:-25000}" --ema 0.999 --val-n 200)
+    ;;
+esac
+python3 -m ric_ext train --device "${DEVICE:-cuda}" --amp bf16 "${RECIPE[@]}" --schedule cosine --val-every 500 \
   --log-every 50 --ckpt-every 500 --grid-every 5000 --ckpt-compact true --stop-after-min "$STOP_MIN" \
   --out "$DST" --no-progress "$@"
 python3 - "$DST" <<'PY'

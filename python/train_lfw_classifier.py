@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the LFW identity classifier (62 identities, 64x64) that the faces RIC attacks.
+"""Train the LFW identity classifier (62 identities, 64x64 or --size) that the faces RIC attacks.
 
 No public face-identity weights are available offline, so we train our own on
 the fixed LFW train split (../shared/data/README.md) and report its accuracy on
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import torch
@@ -44,7 +45,8 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    pred = torch.cat([model(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
+    dev = next(model.parameters()).device
+    pred = torch.cat([model(x[i:i + 256].to(dev)).argmax(1).cpu() for i in range(0, len(x), 256)])
     return float((pred == y).float().mean())
 
 
@@ -58,6 +60,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     ap.add_argument("--label-smoothing", type=float, default=0.1, help="(default: %(default)s)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda; data and augmentation stay on the CPU "
+                    "(default: %(default)s)")
+    ap.add_argument("--n-train", type=int, default=0,
+                    help="train on the first N training images only (0: all; for rehearsals of the scripts)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = ap.parse_args()
 
@@ -65,12 +71,14 @@ def main() -> None:
     test = data_mod.lfw("test", args.data, size=args.size)
     xtr, ytr = train.tensors()
     xte, yte = test.tensors()
-    classes = int(ytr.max()) + 1
+    if args.n_train:
+        xtr, ytr = xtr[:args.n_train], ytr[:args.n_train]
+    classes = int(max(ytr.max(), yte.max())) + 1
     mean, std = xtr.mean((0, 2, 3)).tolist(), xtr.std((0, 2, 3)).tolist()
     print(f"LFW {args.size}x{args.size}: {len(xtr)} train / {len(xte)} test images, {classes} identities")
 
     torch.manual_seed(args.seed)
-    model = Normalized(LFWNet(classes, WIDTHS), mean, std)
+    model = Normalized(LFWNet(classes, WIDTHS), mean, std, input_size=args.size).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     g = torch.Generator().manual_seed(args.seed)
     steps_per_epoch = math.ceil(len(xtr) / args.batch_size)
@@ -83,7 +91,8 @@ def main() -> None:
             idx = perm[i:i + args.batch_size]
             for group in opt.param_groups:
                 group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            loss = F.cross_entropy(model(augment(xtr[idx], g)), ytr[idx], label_smoothing=args.label_smoothing)
+            xb, yb = augment(xtr[idx], g).to(args.device), ytr[idx].to(args.device)
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -93,9 +102,10 @@ def main() -> None:
                   f"test acc {accuracy(model, xte, yte):.4f} ({time.time() - t0:.0f} s)", flush=True)
     acc = accuracy(model, xte, yte)
     blob = {"format": "ric-ext-lfw-classifier", "classes": classes, "widths": list(WIDTHS), "size": args.size,
-            "mean": mean, "std": std, "state_dict": model.net.state_dict(),
+            "mean": mean, "std": std, "state_dict": {k: v.cpu() for k, v in model.net.state_dict().items()},
             "test_accuracy": acc, "train_accuracy": accuracy(model, xtr, ytr),
             "recipe": vars(args)}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write(args.out, lambda tmp: torch.save(blob, tmp), overwrite=args.overwrite)
     print(f"test accuracy {acc:.4f}; saved {args.out}")
 

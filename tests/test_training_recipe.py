@@ -16,7 +16,7 @@ from ric_ext.training.clock import ComputeClock
 from ric_ext.training.ema import WeightEMA
 from ric_ext.training.schedule import lr_factor
 
-from conftest import needs_shared, tiny_train_config
+from conftest import DATA, needs_shared, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +281,30 @@ def test_train_gpu_script_rehearsal_on_cpu(tmp_path):
         assert json.load(open(tmp_path / "out2" / "pytest_rehearsal" / "state.json"))["step"] > state["step"]
     finally:
         shutil.rmtree(carried)
+
+
+@needs_shared
+def test_train_gpu_script_faces160_rehearsal_on_cpu(tmp_path):
+    """train_gpu.sh faces160: the 160x160 LFW classifier is trained into the run folder, then the RIC
+    starts from the 64x64 faces weights at 160x160 with it (here: a 1-epoch classifier, one RIC step)."""
+    import subprocess
+
+    from ric_ext.models import load_classifier
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    env = dict(os.environ, SKIP_INSTALL="1", DEVICE="cpu", STOP_MIN="0.002", OUT=str(tmp_path / "out"),
+               CLS_FLAGS="--epochs 1 --n-train 32 --batch-size 16", RIC_DATA=DATA)
+    flags = ["--batch-size", "2", "--val-n", "2", "--nae-steps", "2", "--ckpt-every", "1"]
+    p = subprocess.run(["bash", "python/train_gpu.sh", "faces160_rehearsal", *flags], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    run = tmp_path / "out" / "faces160_rehearsal"
+    cfg = json.load(open(run / "config.json"))
+    assert (cfg["dataset"], cfg["size"], cfg["classifier"], cfg["nae_lr"]) == ("lfw", 160, "lfw160", 0.05)
+    assert (cfg["init"], cfg["width"], cfg["depth"], cfg["lr"]) == ("ric_ext/assets/ric_faces64_v6.pt", 32, 4, 2e-4)
+    assert load_classifier("lfw160", run / "models").input_size == 160
+    val = [json.loads(line) for line in open(run / "validation.jsonl")]
+    assert val[-1]["step"] >= 1 and val[-1]["val_n"] == 2
 
 
 def test_recipe_study_table(tmp_path):
