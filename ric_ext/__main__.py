@@ -159,6 +159,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference_images(args: argparse.Namespace, full, train, pool_idx: range):
+    """The images behind the attack report's reference guesses (mean images), never the scored ones.
+
+    ``train``: a training split given by the caller (SVHN). Otherwise LFW scored on its test split
+    uses its training split, and any other data set the attacker's own pairs (the first images of
+    ``full``), since the scored images follow them.
+    """
+    from . import data as data_mod
+
+    if train is None and args.dataset == "lfw" and args.split != "train":
+        train = data_mod.dataset("lfw", "train", args.data, args.size)
+    if train is not None:
+        tx, ty = data_mod.stack(train, list(range(min(len(train), args.reference_images))))
+        return tx, ty, f"{tx.shape[0]} images of the {args.dataset} training split"
+    tx, ty = data_mod.stack(full, list(pool_idx)[:args.reference_images])
+    return tx, ty, f"{tx.shape[0]} images: the attacker's pairs ({args.dataset} {args.split} 0-{tx.shape[0] - 1})"
+
+
 def _run_security(args: argparse.Namespace, model, clf) -> int:
     """``evaluate --attacks``: the threat models of SPEC.md on a fixed split (see ric_ext.security)."""
     import json
@@ -182,20 +200,20 @@ def _run_security(args: argparse.Namespace, model, clf) -> int:
     else:
         full = data_mod.dataset(args.dataset, args.split, args.data, args.size)
         pool_idx, test_idx = range(0, n_pool), range(n_pool, n_pool + n_test)
-        train = full
+        train = None
         desc = f"{args.dataset} {args.split} indices 0-{n_pool - 1} (attacker pairs), {n_pool}-{n_pool + n_test - 1} (scored)"
     if test_idx.stop > len(full):
         raise ValueError(f"the dataset has {len(full)} images; the attack needs {test_idx.stop}")
     attack_x, _ = data_mod.stack(full, list(pool_idx))
     test_x, _ = data_mod.stack(full, list(test_idx))
-    tx, ty = data_mod.stack(train, list(range(min(len(train), args.reference_images))))
+    tx, ty, ref_desc = _reference_images(args, full, train, pool_idx)
     key = Key.generate()
     cipher = Cipher(model, clf, key, _nae_from_args(args), batch_size=args.batch_size,
                     micro_batch=args.micro_batch or None)
     res = run_attacks(cipher, attack_x, test_x, tx, ty, cfg, n_val=args.attack_val,
                       log=lambda m: print(m, flush=True))
     context = {"model": args.model, "classifier": args.classifier, "key id": key.key_id + " (a fresh key)",
-               "data": desc, "reference images": f"{tx.shape[0]} images of the {args.dataset} training split",
+               "data": desc, "reference images": ref_desc,
                "NAE settings": json.dumps(cipher.nae.config.to_dict()), "micro_batch": cipher.micro_batch}
     write_report(res, args.out, context)
     print(open(f"{args.out}/report.md").read())

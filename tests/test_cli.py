@@ -127,6 +127,33 @@ def test_evaluate_attacks_cli(workspace):
     assert p.returncode == 2 and "unknown attack" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_attack_reference_images_never_include_scored_ones(workspace):
+    # The report's reference guesses (mean images) must come from images the attacker is not
+    # scored on: an image folder's own pairs here (its scored images follow them) ...
+    p = _run("evaluate", "--attacks", "keys", "--dataset", workspace / "plain", "--model", workspace / "model.pt",
+             "--nae-steps", "3", "--attack-pairs", "1", "--attack-val", "1", "--attack-test", "1",
+             "--reencrypt-images", "1", "--out", workspace / "security_folder")
+    md = (workspace / "security_folder" / "report.md").read_text()
+    assert "indices 0-1 (attacker pairs), 2-2 (scored)" in md and "2 images: the attacker's pairs" in md
+
+
+@needs_shared
+def test_attack_reference_images_for_lfw_come_from_its_training_split():
+    # ... and LFW scored on its test split uses its training split (disjoint by the split rule).
+    import argparse
+
+    import torch
+
+    from ric_ext import data as data_mod
+    from ric_ext.__main__ import _reference_images
+
+    args = argparse.Namespace(dataset="lfw", split="test", data=os.path.join(MODELS, "..", "data"), size=32,
+                              reference_images=5)
+    tx, ty, desc = _reference_images(args, None, None, range(0, 3))
+    x, y = data_mod.stack(data_mod.lfw("train", args.data, size=32), range(5))
+    assert torch.equal(tx, x) and torch.equal(ty, y) and desc == "5 images of the lfw training split"
+
+
 @needs_shared
 def test_evaluate_paper_metric_mode_cli(workspace):
     d = workspace
