@@ -21,7 +21,8 @@
 #     validation every 500 steps on SVHN test 0-199.
 #   faces160*: LFW faces at 160x160 (the paper's size). The first chunk trains
 #     the LFW identity classifier at 160x160 (python/train_lfw_classifier.py, 40
-#     epochs; about a minute on a GPU, an hour on the 2-core CPU) into
+#     epochs; estimated: a minute on a GPU, an hour on the 2-core CPU, i.e. ~6x the measured
+#     9 minutes at 64x64) into
 #     NAME/models/lfw_identity160.pt, which travels with the run (`--classifier
 #     lfw160 --models checkpoints/NAME/models` to evaluate). The RIC starts from
 #     the bundled 64x64 faces model (fully convolutional, so its weights fit any

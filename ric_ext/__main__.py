@@ -159,17 +159,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reference_images(args: argparse.Namespace, full, train, pool_idx: range):
-    """The images behind the attack report's reference guesses (mean images), never the scored ones.
-
-    ``train``: a training split given by the caller (SVHN). Otherwise LFW scored on its test split
-    uses its training split, and any other data set the attacker's own pairs (the first images of
-    ``full``), since the scored images follow them.
-    """
+def _reference_images(args: argparse.Namespace, full, pool_idx: range):
+    """The images behind the attack report's reference guesses (mean images), never the scored ones:
+    the training split of SVHN, and of LFW when it is scored on its test split; otherwise the
+    attacker's own pairs (``pool_idx`` of ``full``; the scored images follow them)."""
     from . import data as data_mod
 
-    if train is None and args.dataset == "lfw" and args.split != "train":
-        train = data_mod.dataset("lfw", "train", args.data, args.size)
+    train = None
+    if args.dataset == "svhn" or (args.dataset == "lfw" and args.split != "train"):
+        train = data_mod.dataset(args.dataset, "train", args.data, args.size)
     if train is not None:
         tx, ty = data_mod.stack(train, list(range(min(len(train), args.reference_images))))
         return tx, ty, f"{tx.shape[0]} images of the {args.dataset} training split"
@@ -195,18 +193,16 @@ def _run_security(args: argparse.Namespace, model, clf) -> int:
         # The authors' split: pairs from test 1000-1499 (the paper subset), unseen test images 1500-1599.
         full = data_mod.svhn("test", args.data)
         pool_idx, test_idx = range(1000, 1000 + n_pool), range(1500, 1500 + n_test)
-        train = data_mod.svhn("train", args.data)
         desc = f"SVHN test indices {pool_idx.start}-{pool_idx.stop - 1} (attacker pairs), {test_idx.start}-{test_idx.stop - 1} (scored)"
     else:
         full = data_mod.dataset(args.dataset, args.split, args.data, args.size)
         pool_idx, test_idx = range(0, n_pool), range(n_pool, n_pool + n_test)
-        train = None
         desc = f"{args.dataset} {args.split} indices 0-{n_pool - 1} (attacker pairs), {n_pool}-{n_pool + n_test - 1} (scored)"
     if test_idx.stop > len(full):
         raise ValueError(f"the dataset has {len(full)} images; the attack needs {test_idx.stop}")
     attack_x, _ = data_mod.stack(full, list(pool_idx))
     test_x, _ = data_mod.stack(full, list(test_idx))
-    tx, ty, ref_desc = _reference_images(args, full, train, pool_idx)
+    tx, ty, ref_desc = _reference_images(args, full, pool_idx)
     key = Key.generate()
     cipher = Cipher(model, clf, key, _nae_from_args(args), batch_size=args.batch_size,
                     micro_batch=args.micro_batch or None)

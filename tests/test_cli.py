@@ -149,7 +149,7 @@ def test_attack_reference_images_for_lfw_come_from_its_training_split():
 
     args = argparse.Namespace(dataset="lfw", split="test", data=os.path.join(MODELS, "..", "data"), size=32,
                               reference_images=5)
-    tx, ty, desc = _reference_images(args, None, None, range(0, 3))
+    tx, ty, desc = _reference_images(args, None, range(0, 3))
     x, y = data_mod.stack(data_mod.lfw("train", args.data, size=32), range(5))
     assert torch.equal(tx, x) and torch.equal(ty, y) and desc == "5 images of the lfw training split"
 
