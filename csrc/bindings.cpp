@@ -1,27 +1,39 @@
-// pybind11 module ric_ext._C: thin, torch-free glue. Tensors cross as raw
-// data pointers (Python ints) plus sizes; the caller (ric_ext/ops) has already
-// validated device, dtype, shape and contiguity. `device` is -1 for host
-// memory, else the CUDA device index; `stream` is the caller's cudaStream_t.
+// pybind11 module ric_ext._C: thin, torch-free glue generated from the op
+// table (ops.h). Every op NAME becomes
+//   ric_ext._C.NAME([dtype,] device, stream, *args)
+// with the launcher's parameters in order: pointers as Python ints (data
+// pointers), scalars as they are. `dtype` ("float32" or "float64") is there
+// for the ops over T. `device` is -1 for host memory, else the CUDA device
+// index; `stream` is the caller's cudaStream_t. The caller (ric_ext/ops) has
+// already validated device, dtype, shape and contiguity.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <array>
-#include <cmath>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "common/chacha20.h"
 #include "common/philox.h"
-#include "kernels.h"
+#include "ops.h"
 
 namespace py = pybind11;
-using ric::AdamConst;
-using ric::MaskConst;
 
 namespace {
 
+// How a launcher parameter crosses from Python: pointers as ints, the rest unchanged.
+template <typename P>
+struct Arg {
+  using type = P;
+  static P get(P v) { return v; }
+};
 template <typename T>
-T* ptr(uintptr_t p) { return reinterpret_cast<T*>(p); }
+struct Arg<T*> {
+  using type = uintptr_t;
+  static T* get(uintptr_t v) { return reinterpret_cast<T*>(v); }
+};
 
 bool is_f64(const std::string& dtype) {
   if (dtype == "float32") return false;
@@ -44,125 +56,77 @@ void on_device(int device, F&& fn) {
   }
   if (prev != device) ric::cuda_set_device(prev);
 }
-#define RIC_DISPATCH(device, cpu_call, cuda_call)          \
-  do {                                                     \
-    if ((device) < 0) { cpu_call; }                        \
-    else on_device((device), [&] { cuda_call; });          \
-  } while (0)
-#else
-#define RIC_DISPATCH(device, cpu_call, cuda_call)                                         \
-  do {                                                                                    \
-    if ((device) < 0) { cpu_call; }                                                       \
-    else throw std::runtime_error("ric_ext was built without CUDA kernels (see ric_ext.build_info())"); \
-  } while (0)
 #endif
 
-template <typename T>
-MaskConst<T> mask_const(double lam) { return MaskConst<T>{T(1.0 - lam), T(lam)}; }
-
-AdamConst adam_const(double lr, double beta1, double beta2, double eps, int64_t step) {
-  if (step < 1) throw std::invalid_argument("ric_ext._C.adam_tanh: step must be >= 1");
-  AdamConst c;
-  c.w1 = 1.0 - beta1;
-  c.beta2 = beta2;
-  c.one_minus_beta2 = 1.0 - beta2;
-  c.neg_step_size = -(lr / (1.0 - std::pow(beta1, double(step))));
-  c.bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, double(step)));
-  c.eps = eps;
-  return c;
-}
-
-void keystream_bytes(int device, uintptr_t stream, uintptr_t key, uintptr_t nonces, uintptr_t out, int64_t batch,
-                     int64_t nbytes, uint32_t counter) {
-  RIC_DISPATCH(device,
-               ric::cpu::keystream_bytes(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<uint8_t>(out), batch,
-                                        nbytes, counter),
-               ric::keystream_bytes_cuda(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<uint8_t>(out), batch,
-                                         nbytes, counter, ptr<void>(stream)));
-}
-
-void keyed_uniform(int device, uintptr_t stream, uintptr_t key, uintptr_t nonces, uintptr_t out, int64_t batch,
-                   int64_t n, uint32_t counter, bool tanh_space) {
-  RIC_DISPATCH(device,
-               ric::cpu::keyed_uniform(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<float>(out), batch, n,
-                                      counter, tanh_space),
-               ric::keyed_uniform_cuda(ptr<const uint8_t>(key), ptr<const uint8_t>(nonces), ptr<float>(out), batch, n,
-                                       counter, tanh_space, ptr<void>(stream)));
-}
-
-template <typename T>
-void mask_t(int device, uintptr_t stream, uintptr_t e, uintptr_t z, uintptr_t out, int64_t n, double lam, int mode,
-            uintptr_t seed) {
-  const auto k = mask_const<T>(lam);
-  RIC_DISPATCH(device,
-               ric::cpu::mask<T>(ptr<const T>(e), ptr<const T>(z), ptr<T>(out), n, k, mode, ptr<const int64_t>(seed)),
-               ric::mask_cuda<T>(ptr<const T>(e), ptr<const T>(z), ptr<T>(out), n, k, mode, ptr<const int64_t>(seed),
-                                 ptr<void>(stream)));
-}
-
-template <typename T>
-void mask_u8_t(int device, uintptr_t stream, uintptr_t e, uintptr_t z, uintptr_t out, int64_t n, double lam) {
-  const auto k = mask_const<T>(lam);
-  RIC_DISPATCH(device, ric::cpu::mask_u8<T>(ptr<const T>(e), ptr<const T>(z), ptr<uint8_t>(out), n, k),
-               ric::mask_u8_cuda<T>(ptr<const T>(e), ptr<const T>(z), ptr<uint8_t>(out), n, k, ptr<void>(stream)));
-}
-
-template <typename T>
-void mask_backward_t(int device, uintptr_t stream, uintptr_t grad, uintptr_t e, uintptr_t z, uintptr_t ge,
-                     uintptr_t gz, int64_t n, double lam, int mode, uintptr_t seed) {
-  const auto k = mask_const<T>(lam);
-  RIC_DISPATCH(device,
-               ric::cpu::mask_backward<T>(ptr<const T>(grad), ptr<const T>(e), ptr<const T>(z), ptr<T>(ge), ptr<T>(gz), n,
-                                         k, mode, ptr<const int64_t>(seed)),
-               ric::mask_backward_cuda<T>(ptr<const T>(grad), ptr<const T>(e), ptr<const T>(z), ptr<T>(ge), ptr<T>(gz),
-                                          n, k, mode, ptr<const int64_t>(seed), ptr<void>(stream)));
-}
-
-template <typename T>
-void unmask_t(int device, uintptr_t stream, uintptr_t c, bool c_is_u8, uintptr_t z, uintptr_t out, int64_t n,
-              double lam) {
-  const T b = T(lam), inv = T(1.0 / (1.0 - lam));
-  if (c_is_u8) {
-    RIC_DISPATCH(device, ric::cpu::unmask_u8<T>(ptr<const uint8_t>(c), ptr<const T>(z), ptr<T>(out), n, b, inv),
-                 ric::unmask_u8_cuda<T>(ptr<const uint8_t>(c), ptr<const T>(z), ptr<T>(out), n, b, inv,
-                                        ptr<void>(stream)));
-  } else {
-    RIC_DISPATCH(device, ric::cpu::unmask<T>(ptr<const T>(c), ptr<const T>(z), ptr<T>(out), n, b, inv),
-                 ric::unmask_cuda<T>(ptr<const T>(c), ptr<const T>(z), ptr<T>(out), n, b, inv, ptr<void>(stream)));
+// Calls `cpu` for host memory (device < 0), else `cuda` on that device.
+template <typename C, typename G>
+void launch(int device, C&& cpu, G&& cuda) {
+  if (device < 0) {
+    cpu();
+    return;
   }
+#ifdef RIC_WITH_CUDA
+  on_device(device, cuda);
+#else
+  (void)cuda;
+  throw std::runtime_error("ric_ext was built without CUDA kernels (see ric_ext.build_info())");
+#endif
 }
 
-template <typename T>
-void cw_margin_t(int device, uintptr_t stream, uintptr_t logits, uintptr_t labels, uintptr_t out, int64_t rows,
-                 int64_t K, double kappa, bool targeted) {
-  RIC_DISPATCH(device,
-               ric::cpu::cw_margin<T>(ptr<const T>(logits), ptr<const int64_t>(labels), ptr<T>(out), rows, K, T(kappa),
-                                     targeted),
-               ric::cw_margin_cuda<T>(ptr<const T>(logits), ptr<const int64_t>(labels), ptr<T>(out), rows, K, T(kappa),
-                                      targeted, ptr<void>(stream)));
+// One op: `cpu` is the chosen ISA's launcher; `cuda` its CUDA launcher, or nullptr without CUDA.
+template <typename G, typename... P>
+void def_op(py::module_& m, const char* name, void (*cpu)(P...), G cuda) {
+  m.def(
+      name,
+      [cpu, cuda](int device, uintptr_t stream, typename Arg<P>::type... a) {
+        launch(
+            device, [&] { cpu(Arg<P>::get(a)...); },
+            [&] {
+              if constexpr (!std::is_same_v<G, std::nullptr_t>)
+                cuda(Arg<P>::get(a)..., reinterpret_cast<void*>(stream));
+            });
+      },
+      py::call_guard<py::gil_scoped_release>());
 }
 
-template <typename T>
-void cw_margin_backward_t(int device, uintptr_t stream, uintptr_t grad, uintptr_t logits, uintptr_t labels,
-                          uintptr_t out, int64_t rows, int64_t K, double kappa, bool targeted) {
-  RIC_DISPATCH(device,
-               ric::cpu::cw_margin_backward<T>(ptr<const T>(grad), ptr<const T>(logits), ptr<const int64_t>(labels),
-                                              ptr<T>(out), rows, K, T(kappa), targeted),
-               ric::cw_margin_backward_cuda<T>(ptr<const T>(grad), ptr<const T>(logits), ptr<const int64_t>(labels),
-                                               ptr<T>(out), rows, K, T(kappa), targeted, ptr<void>(stream)));
+// One op over T: the float and double launchers behind a dtype argument.
+template <typename GF, typename GD, typename... F, typename... D>
+void def_op_t(py::module_& m, const char* name, void (*cpu_f)(F...), void (*cpu_d)(D...), GF cuda_f, GD cuda_d) {
+  m.def(
+      name,
+      [=](const std::string& dtype, int device, uintptr_t stream, typename Arg<F>::type... a) {
+        void* s = reinterpret_cast<void*>(stream);
+        if (is_f64(dtype)) {
+          launch(
+              device, [&] { cpu_d(Arg<D>::get(a)...); },
+              [&] {
+                if constexpr (!std::is_same_v<GD, std::nullptr_t>) cuda_d(Arg<D>::get(a)..., s);
+              });
+        } else {
+          launch(
+              device, [&] { cpu_f(Arg<F>::get(a)...); },
+              [&] {
+                if constexpr (!std::is_same_v<GF, std::nullptr_t>) cuda_f(Arg<F>::get(a)..., s);
+              });
+        }
+      },
+      py::call_guard<py::gil_scoped_release>());
 }
 
-template <typename T>
-void adam_tanh_t(int device, uintptr_t stream, uintptr_t w, uintptr_t m, uintptr_t v, uintptr_t grad, uintptr_t active,
-                 uintptr_t adv, int64_t rows, int64_t n, double lr, double beta1, double beta2, double eps,
-                 int64_t step, bool grad_wrt_adv) {
-  const AdamConst c = adam_const(lr, beta1, beta2, eps, step);
-  RIC_DISPATCH(device,
-               ric::cpu::adam_tanh<T>(ptr<T>(w), ptr<T>(m), ptr<T>(v), ptr<const T>(grad), ptr<const uint8_t>(active),
-                                     ptr<T>(adv), rows, n, c, grad_wrt_adv),
-               ric::adam_tanh_cuda<T>(ptr<T>(w), ptr<T>(m), ptr<T>(v), ptr<const T>(grad), ptr<const uint8_t>(active),
-                                      ptr<T>(adv), rows, n, c, grad_wrt_adv, ptr<void>(stream)));
-}
+#ifdef RIC_HAVE_AVX2_VARIANT
+#define RIC_CPU_FN(fn) (ric::cpu_use_avx2() ? &ric::isa_avx2::fn : &ric::isa_base::fn)
+#else
+#define RIC_CPU_FN(fn) (&ric::isa_base::fn)
+#endif
+#ifdef RIC_WITH_CUDA
+#define RIC_CUDA_FN(fn) (&ric::fn)
+#else
+#define RIC_CUDA_FN(fn) nullptr
+#endif
+#define RIC_BIND(name, params) def_op(m, #name, RIC_CPU_FN(name), RIC_CUDA_FN(name##_cuda));
+#define RIC_BIND_T(name, params)                                                                         \
+  def_op_t(m, #name, RIC_CPU_FN(name<float>), RIC_CPU_FN(name<double>), RIC_CUDA_FN(name##_cuda<float>), \
+           RIC_CUDA_FN(name##_cuda<double>));
 
 py::dict build_info() {
   py::dict d;
@@ -187,7 +151,6 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "ric_ext native kernels (torch-free; see ric_ext.ops for the PyTorch ops)";
-  auto nogil = py::call_guard<py::gil_scoped_release>();
   m.def("build_info", &build_info);
   // Host entry points to the exact generator code the kernels inline, for
   // known-answer tests of the shared headers.
@@ -201,39 +164,6 @@ PYBIND11_MODULE(_C, m) {
     ric::chacha20_block(key.data(), counter, nonce.data(), out.data());
     return out;
   });
-  m.def("keystream_bytes", &keystream_bytes, nogil);
-  m.def("keyed_uniform", &keyed_uniform, nogil);
-  m.def("mask", [](const std::string& dt, int d, uintptr_t s, uintptr_t e, uintptr_t z, uintptr_t o, int64_t n,
-                   double lam, int mode, uintptr_t seed) {
-    is_f64(dt) ? mask_t<double>(d, s, e, z, o, n, lam, mode, seed) : mask_t<float>(d, s, e, z, o, n, lam, mode, seed);
-  }, nogil);
-  m.def("mask_u8", [](const std::string& dt, int d, uintptr_t s, uintptr_t e, uintptr_t z, uintptr_t o, int64_t n,
-                      double lam) {
-    is_f64(dt) ? mask_u8_t<double>(d, s, e, z, o, n, lam) : mask_u8_t<float>(d, s, e, z, o, n, lam);
-  }, nogil);
-  m.def("mask_backward", [](const std::string& dt, int d, uintptr_t s, uintptr_t g, uintptr_t e, uintptr_t z,
-                            uintptr_t ge, uintptr_t gz, int64_t n, double lam, int mode, uintptr_t seed) {
-    is_f64(dt) ? mask_backward_t<double>(d, s, g, e, z, ge, gz, n, lam, mode, seed)
-               : mask_backward_t<float>(d, s, g, e, z, ge, gz, n, lam, mode, seed);
-  }, nogil);
-  m.def("unmask", [](const std::string& dt, int d, uintptr_t s, uintptr_t c, bool c_u8, uintptr_t z, uintptr_t o,
-                     int64_t n, double lam) {
-    is_f64(dt) ? unmask_t<double>(d, s, c, c_u8, z, o, n, lam) : unmask_t<float>(d, s, c, c_u8, z, o, n, lam);
-  }, nogil);
-  m.def("cw_margin", [](const std::string& dt, int d, uintptr_t s, uintptr_t lg, uintptr_t lb, uintptr_t o,
-                        int64_t rows, int64_t K, double kappa, bool targeted) {
-    is_f64(dt) ? cw_margin_t<double>(d, s, lg, lb, o, rows, K, kappa, targeted)
-               : cw_margin_t<float>(d, s, lg, lb, o, rows, K, kappa, targeted);
-  }, nogil);
-  m.def("cw_margin_backward", [](const std::string& dt, int d, uintptr_t s, uintptr_t g, uintptr_t lg, uintptr_t lb,
-                                 uintptr_t o, int64_t rows, int64_t K, double kappa, bool targeted) {
-    is_f64(dt) ? cw_margin_backward_t<double>(d, s, g, lg, lb, o, rows, K, kappa, targeted)
-               : cw_margin_backward_t<float>(d, s, g, lg, lb, o, rows, K, kappa, targeted);
-  }, nogil);
-  m.def("adam_tanh", [](const std::string& dt, int d, uintptr_t s, uintptr_t w, uintptr_t mm, uintptr_t v,
-                        uintptr_t g, uintptr_t act, uintptr_t adv, int64_t rows, int64_t n, double lr, double b1,
-                        double b2, double eps, int64_t step, bool gwa) {
-    is_f64(dt) ? adam_tanh_t<double>(d, s, w, mm, v, g, act, adv, rows, n, lr, b1, b2, eps, step, gwa)
-               : adam_tanh_t<float>(d, s, w, mm, v, g, act, adv, rows, n, lr, b1, b2, eps, step, gwa);
-  }, nogil);
+  RIC_OPS(RIC_BIND)
+  RIC_OPS_T(RIC_BIND_T, T)
 }

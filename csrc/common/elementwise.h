@@ -2,6 +2,9 @@
 // of operations mirrors the PyTorch references in ric_ext/ops/_torch_impl.py
 // exactly; change both together.
 #pragma once
+#include <cmath>
+#include <stdexcept>
+
 #include "common/platform.h"
 
 namespace ric {
@@ -12,6 +15,10 @@ template <typename T>
 struct MaskConst {
   T a, b;
 };
+template <typename T>
+inline MaskConst<T> mask_const(double lam) {
+  return MaskConst<T>{T(1.0 - lam), T(lam)};
+}
 
 // Pre-clamp value of the quantiser: x = a*e + b*z, then v = 255x + u (train)
 // or rint(255x) (eval). For kQuantNone the mix x itself.
@@ -25,7 +32,9 @@ RIC_HD T mask_pre(T e, T z, MaskConst<T> k, int mode, T u) {
 
 // Clamp to [0, 255] (NaN propagates, as torch.clamp).
 template <typename T>
-RIC_HD T clamp255(T v) { return v < T(0) ? T(0) : (v > T(255) ? T(255) : v); }
+RIC_HD T clamp255(T v) {
+  return v < T(0) ? T(0) : (v > T(255) ? T(255) : v);
+}
 
 template <typename T>
 RIC_HD T mask_out(T pre, int mode) {
@@ -48,11 +57,15 @@ RIC_HD bool mask_passes(T pre, int mode) {
 
 // Unmask: r = (c - b*z) * inv, inv = 1/(1 - lam) rounded once on the host.
 template <typename T>
-RIC_HD T unmask_val(T c, T z, T b, T inv) { return mul_rn(sub_rn(c, mul_rn(z, b)), inv); }
+RIC_HD T unmask_val(T c, T z, T b, T inv) {
+  return mul_rn(sub_rn(c, mul_rn(z, b)), inv);
+}
 
 // Byte of an 8-bit ciphertext -> the float it stands for, q/255 (correctly rounded).
 template <typename T>
-RIC_HD T byte_to_unit(uint8_t q) { return div_rn(T(q), T(255)); }
+RIC_HD T byte_to_unit(uint8_t q) {
+  return div_rn(T(q), T(255));
+}
 
 // Carlini-Wagner margin of one row of logits. Targeted (attack towards y):
 //   g = max(max_{j != y} Z_j - Z_y, -kappa); untargeted: g = max(Z_y - max_{j != y} Z_j, -kappa).
@@ -66,7 +79,10 @@ RIC_HD T cw_row(const T* z, int64_t K, int64_t y, bool targeted, int64_t& jmax) 
   for (int64_t j = 0; j < K; ++j) {
     if (j == y) continue;
     T v = z[j];
-    if (jmax < 0 || v > best || (v != v && best == best)) { best = v; jmax = j; }
+    if (jmax < 0 || v > best || (v != v && best == best)) {
+      best = v;
+      jmax = j;
+    }
   }
   return targeted ? sub_rn(best, z[y]) : sub_rn(z[y], best);
 }
@@ -95,12 +111,25 @@ RIC_HD void cw_margin_backward_row(T grad, const T* z, int64_t K, int64_t y, T k
 // Constants of one Adam step, computed on the host in double exactly as
 // torch.optim.Adam (single-tensor path) computes its Python scalars.
 struct AdamConst {
-  double w1;          // lerp weight 1 - beta1
+  double w1;  // lerp weight 1 - beta1
   double beta2, one_minus_beta2;
   double neg_step_size;  // -lr / (1 - beta1^t)
-  double bc2_sqrt;    // sqrt(1 - beta2^t)
+  double bc2_sqrt;       // sqrt(1 - beta2^t)
   double eps;
 };
+
+// Host side: the constants of Adam step `step` (>= 1; the launchers of adam_tanh throw otherwise).
+inline AdamConst adam_const(double lr, double beta1, double beta2, double eps, int64_t step) {
+  if (step < 1) throw std::invalid_argument("ric_ext._C.adam_tanh: step must be >= 1");
+  AdamConst c;
+  c.w1 = 1.0 - beta1;
+  c.beta2 = beta2;
+  c.one_minus_beta2 = 1.0 - beta2;
+  c.neg_step_size = -(lr / (1.0 - std::pow(beta1, double(step))));
+  c.bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, double(step)));
+  c.eps = eps;
+  return c;
+}
 
 // One Adam step on (w, m, v) from gradient gw with respect to w, mirroring
 //   m.lerp_(g, 1-beta1); v.mul_(beta2).addcmul_(g, g, value=1-beta2)
@@ -108,8 +137,10 @@ struct AdamConst {
 template <typename T>
 RIC_HD void adam_update(T& w, T& m, T& v, T g, const AdamConst& c) {
   const T w1 = T(c.w1);
-  if (c.w1 < 0.5) m = add_rn(m, mul_rn(w1, sub_rn(g, m)));
-  else m = sub_rn(g, mul_rn(sub_rn(g, m), T(1.0 - c.w1)));
+  if (c.w1 < 0.5)
+    m = add_rn(m, mul_rn(w1, sub_rn(g, m)));
+  else
+    m = sub_rn(g, mul_rn(sub_rn(g, m), T(1.0 - c.w1)));
   v = add_rn(mul_rn(v, T(c.beta2)), mul_rn(mul_rn(T(c.one_minus_beta2), g), g));
   T denom = add_rn(div_rn(sqrt_rn(v), T(c.bc2_sqrt)), T(c.eps));
   w = add_rn(w, div_rn(mul_rn(T(c.neg_step_size), m), denom));
@@ -117,7 +148,9 @@ RIC_HD void adam_update(T& w, T& m, T& v, T g, const AdamConst& c) {
 
 // tanh-space image: adv = (tanh(w) + 1) / 2.
 template <typename T>
-RIC_HD T tanh_to_unit(T w) { return mul_rn(add_rn(tanh_(w), T(1)), T(0.5)); }
+RIC_HD T tanh_to_unit(T w) {
+  return mul_rn(add_rn(tanh_(w), T(1)), T(0.5));
+}
 
 // d adv / d w = (1 - tanh(w)^2) / 2.
 template <typename T>

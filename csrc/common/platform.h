@@ -125,7 +125,10 @@ inline float host_expf(float x) {
   y = y * r + 5.0000001201e-1f;
   y = y * r2 + r + 1.0f;
   // y * 2^n through the exponent bits (n in [-126, 127] after the clamp).
-  union { uint32_t u; float f; } scale;
+  union {
+    uint32_t u;
+    float f;
+  } scale;
   scale.u = uint32_t(int32_t(n) + 127) << 23;
   return y * scale.f;
 }

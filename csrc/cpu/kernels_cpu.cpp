@@ -11,8 +11,7 @@
 #endif
 
 #include "common/chacha20.h"
-#include "cpu/instantiate.h"
-#include "cpu/kernels_cpu.h"
+#include "ops.h"
 
 namespace ric {
 namespace RIC_CPU_ISA {
@@ -48,14 +47,20 @@ void chacha20_lanes(const uint32_t key[8], uint32_t counter0, const uint32_t non
   x[12] = u32x8{0, 1, 2, 3, 4, 5, 6, 7} + counter0;
   for (int i = 0; i < 3; ++i) x[13 + i] = u32x8{} + nonce[i];
   for (int i = 0; i < 16; ++i) s[i] = x[i];
-#define RIC_QR_LANES(a, b, c, d)                          \
-  x[a] += x[b]; x[d] = rotl(x[d] ^ x[a], 16);             \
-  x[c] += x[d]; x[b] = rotl(x[b] ^ x[c], 12);             \
-  x[a] += x[b]; x[d] = rotl(x[d] ^ x[a], 8);              \
-  x[c] += x[d]; x[b] = rotl(x[b] ^ x[c], 7);
+#define RIC_QR_LANES(a, b, c, d) \
+  x[a] += x[b];                  \
+  x[d] = rotl(x[d] ^ x[a], 16);  \
+  x[c] += x[d];                  \
+  x[b] = rotl(x[b] ^ x[c], 12);  \
+  x[a] += x[b];                  \
+  x[d] = rotl(x[d] ^ x[a], 8);   \
+  x[c] += x[d];                  \
+  x[b] = rotl(x[b] ^ x[c], 7);
   for (int r = 0; r < 10; ++r) {
+    // clang-format off
     RIC_QR_LANES(0, 4, 8, 12) RIC_QR_LANES(1, 5, 9, 13) RIC_QR_LANES(2, 6, 10, 14) RIC_QR_LANES(3, 7, 11, 15)
     RIC_QR_LANES(0, 5, 10, 15) RIC_QR_LANES(1, 6, 11, 12) RIC_QR_LANES(2, 7, 8, 13) RIC_QR_LANES(3, 4, 9, 14)
+    // clang-format on
   }
 #undef RIC_QR_LANES
   for (int i = 0; i < 16; ++i) std::memcpy(out[i], &(x[i] += s[i]), sizeof(u32x8));
@@ -90,7 +95,10 @@ void dither_lanes(uint64_t g0, uint64_t seed, uint64_t offset, float u[4 * kLane
   u32x8 c2 = u32x8{} + uint32_t(offset), c3 = u32x8{} + uint32_t(offset >> 32);
   uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
   for (int r = 0; r < 10; ++r) {
-    if (r > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+    if (r > 0) {
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
     u32x8 hi0, lo0, hi1, lo1;
     mulhilo_lanes(0xD2511F53u, c0, hi0, lo0);
     mulhilo_lanes(0xCD9E8D57u, c2, hi1, lo1);
@@ -113,10 +121,27 @@ void dither_lanes(uint64_t g0, uint64_t seed, uint64_t offset, float u[4 * kLane
   }
 }
 
+// Calls f(i, u_i) for every element i < n, u_i its dither value (0 unless
+// mode == kQuantTrain): the loop shared by mask and mask_backward, which must
+// draw the same dither. OpenMP over chunks of 4 * kLanes elements.
+template <typename F>
+void for_each_dithered(int64_t n, int mode, const int64_t* seed, F&& f) {
+  const int64_t chunk = 4 * kLanes;
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  const uint64_t s0 = seed ? uint64_t(seed[0]) : 0, s1 = seed ? uint64_t(seed[1]) : 0;
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t j = 0; j < chunks; ++j) {
+    float u[4 * kLanes] = {};
+    if (mode == kQuantTrain) dither_lanes(uint64_t(j * kLanes), s0, s1, u);
+    const int64_t i0 = chunk * j, len = std::min<int64_t>(chunk, n - i0);
+    for (int64_t i = 0; i < len; ++i) f(i0 + i, u[i]);
+  }
+}
+
 }  // namespace
 
-void keystream_bytes(const uint8_t* key, const uint8_t* nonces, uint8_t* out, int64_t batch,
-                         int64_t nbytes, uint32_t counter) {
+void keystream_bytes(const uint8_t* key, const uint8_t* nonces, uint8_t* out, int64_t batch, int64_t nbytes,
+                     uint32_t counter) {
   uint32_t k[8];
   load_key(key, k);
   const int64_t blocks = (nbytes + 63) / 64;
@@ -135,8 +160,8 @@ void keystream_bytes(const uint8_t* key, const uint8_t* nonces, uint8_t* out, in
   }
 }
 
-void keyed_uniform(const uint8_t* key, const uint8_t* nonces, float* out, int64_t batch, int64_t n,
-                       uint32_t counter, bool tanh_space) {
+void keyed_uniform(const uint8_t* key, const uint8_t* nonces, float* out, int64_t batch, int64_t n, uint32_t counter,
+                   bool tanh_space) {
   uint32_t k[8];
   load_key(key, k);
   // One chunk = kLanes consecutive 64-byte blocks = 16 * kLanes floats of one image.
@@ -162,69 +187,58 @@ void keyed_uniform(const uint8_t* key, const uint8_t* nonces, float* out, int64_
 }
 
 template <typename T>
-void mask(const T* e, const T* z, T* out, int64_t n, MaskConst<T> k, int mode, const int64_t* seed) {
-  const int64_t chunk = 4 * kLanes;
-  const int64_t chunks = (n + chunk - 1) / chunk;
-  const uint64_t s0 = seed ? uint64_t(seed[0]) : 0, s1 = seed ? uint64_t(seed[1]) : 0;
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t j = 0; j < chunks; ++j) {
-    float u[4 * kLanes] = {};
-    if (mode == kQuantTrain) dither_lanes(uint64_t(j * kLanes), s0, s1, u);
-    const int64_t i0 = chunk * j, len = std::min<int64_t>(chunk, n - i0);
-    for (int64_t i = 0; i < len; ++i) out[i0 + i] = mask_out(mask_pre(e[i0 + i], z[i0 + i], k, mode, T(u[i])), mode);
-  }
+void mask(const T* e, const T* z, T* out, int64_t n, double lam, int mode, const int64_t* seed) {
+  const MaskConst<T> k = mask_const<T>(lam);
+  for_each_dithered(n, mode, seed,
+                    [&](int64_t i, float u) { out[i] = mask_out(mask_pre(e[i], z[i], k, mode, T(u)), mode); });
 }
 
 template <typename T>
-void mask_u8(const T* e, const T* z, uint8_t* out, int64_t n, MaskConst<T> k) {
+void mask_u8(const T* e, const T* z, uint8_t* out, int64_t n, double lam) {
+  const MaskConst<T> k = mask_const<T>(lam);
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) out[i] = mask_out_u8(mask_pre(e[i], z[i], k, kQuantEval, T(0)));
 }
 
 template <typename T>
-void mask_backward(const T* grad, const T* e, const T* z, T* ge, T* gz, int64_t n, MaskConst<T> k,
-                       int mode, const int64_t* seed) {
-  const int64_t chunk = 4 * kLanes;
-  const int64_t chunks = (n + chunk - 1) / chunk;
-  const uint64_t s0 = seed ? uint64_t(seed[0]) : 0, s1 = seed ? uint64_t(seed[1]) : 0;
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t j = 0; j < chunks; ++j) {
-    float u[4 * kLanes] = {};
-    if (mode == kQuantTrain) dither_lanes(uint64_t(j * kLanes), s0, s1, u);
-    const int64_t i0 = chunk * j, len = std::min<int64_t>(chunk, n - i0);
-    for (int64_t i = 0; i < len; ++i) {
-      const int64_t x = i0 + i;
-      const bool pass = mask_passes(mask_pre(e[x], z[x], k, mode, T(u[i])), mode);
-      ge[x] = pass ? mul_rn(grad[x], k.a) : T(0);
-      gz[x] = pass ? mul_rn(grad[x], k.b) : T(0);
-    }
-  }
+void mask_backward(const T* grad, const T* e, const T* z, T* ge, T* gz, int64_t n, double lam, int mode,
+                   const int64_t* seed) {
+  const MaskConst<T> k = mask_const<T>(lam);
+  for_each_dithered(n, mode, seed, [&](int64_t i, float u) {
+    const bool pass = mask_passes(mask_pre(e[i], z[i], k, mode, T(u)), mode);
+    ge[i] = pass ? mul_rn(grad[i], k.a) : T(0);
+    gz[i] = pass ? mul_rn(grad[i], k.b) : T(0);
+  });
 }
 
 template <typename T>
-void unmask(const T* c, const T* z, T* out, int64_t n, T b, T inv) {
+void unmask(const T* c, const T* z, T* out, int64_t n, double lam) {
+  const T b = T(lam), inv = T(1.0 / (1.0 - lam));
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) out[i] = unmask_val(c[i], z[i], b, inv);
 }
 
 template <typename T>
-void unmask_u8(const uint8_t* c, const T* z, T* out, int64_t n, T b, T inv) {
+void unmask_u8(const uint8_t* c, const T* z, T* out, int64_t n, double lam) {
+  const T b = T(lam), inv = T(1.0 / (1.0 - lam));
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) out[i] = unmask_val(byte_to_unit<T>(c[i]), z[i], b, inv);
 }
 
 template <typename T>
-void cw_margin(const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K, T kappa, bool targeted) {
+void cw_margin(const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K, double kappa, bool targeted) {
+  const T kap = T(kappa);
 #pragma omp parallel for schedule(static) if (rows * K > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) out[r] = cw_margin_row(logits + r * K, K, labels[r], kappa, targeted);
+  for (int64_t r = 0; r < rows; ++r) out[r] = cw_margin_row(logits + r * K, K, labels[r], kap, targeted);
 }
 
 template <typename T>
 void cw_margin_backward(const T* grad, const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K,
-                        T kappa, bool targeted) {
+                        double kappa, bool targeted) {
+  const T kap = T(kappa);
 #pragma omp parallel for schedule(static) if (rows * K > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r)
-    cw_margin_backward_row(grad[r], logits + r * K, K, labels[r], kappa, targeted, out + r * K);
+    cw_margin_backward_row(grad[r], logits + r * K, K, labels[r], kap, targeted, out + r * K);
 }
 
 namespace {
@@ -250,7 +264,9 @@ void adam_rows(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, i
         vi = add_rn(mul_rn(vi, beta2), mul_rn(mul_rn(omb2, g), g));
         const T denom = add_rn(div_rn(sqrt_rn(vi), bc2), eps);
         wi = add_rn(wi, div_rn(mul_rn(nss, mi), denom));
-        w[i] = wi; m[i] = mi; v[i] = vi;
+        w[i] = wi;
+        m[i] = mi;
+        v[i] = vi;
         adv[i] = tanh_to_unit(wi);
       }
     } else {
@@ -261,8 +277,9 @@ void adam_rows(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, i
 }  // namespace
 
 template <typename T>
-void adam_tanh(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, int64_t rows, int64_t n,
-                   AdamConst c, bool grad_wrt_adv) {
+void adam_tanh(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, int64_t rows, int64_t n, double lr,
+               double beta1, double beta2, double eps, int64_t step, bool grad_wrt_adv) {
+  const AdamConst c = adam_const(lr, beta1, beta2, eps, step);
   const bool small = c.w1 < 0.5;
   if (grad_wrt_adv) {
     small ? adam_rows<T, true, true>(w, m, v, grad, active, adv, rows, n, c)
@@ -273,7 +290,8 @@ void adam_tanh(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, i
   }
 }
 
-RIC_CPU_INSTANTIATE
+RIC_OPS_T(RIC_INSTANTIATE_T, float)
+RIC_OPS_T(RIC_INSTANTIATE_T, double)
 
 }  // namespace RIC_CPU_ISA
 }  // namespace ric

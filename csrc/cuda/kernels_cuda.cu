@@ -8,7 +8,7 @@
 
 #include "common/chacha20.h"
 #include "common/philox.h"
-#include "kernels.h"
+#include "ops.h"
 
 namespace ric {
 namespace {
@@ -17,7 +17,8 @@ constexpr int kThreads = 256;
 
 void check_launch(const char* what) {
   cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw std::runtime_error(std::string("ric_ext CUDA kernel ") + what + ": " + cudaGetErrorString(err));
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("ric_ext CUDA kernel ") + what + ": " + cudaGetErrorString(err));
 }
 
 // Grid for `work` independent items with a grid-stride loop; capped so huge
@@ -35,8 +36,7 @@ __device__ __forceinline__ void load_key_dev(const uint8_t* key, uint32_t k[8]) 
 }
 
 __global__ void keystream_bytes_kernel(const uint8_t* __restrict__ key, const uint8_t* __restrict__ nonces,
-                                       uint8_t* __restrict__ out, int64_t batch, int64_t nbytes,
-                                       uint32_t counter) {
+                                       uint8_t* __restrict__ out, int64_t batch, int64_t nbytes, uint32_t counter) {
   uint32_t k[8];
   load_key_dev(key, k);
   const int64_t blocks = (nbytes + 63) / 64;
@@ -104,14 +104,18 @@ struct Vec4<float> {
   __device__ static void load(const float* p, bool vec, float v[4]) {
     if (vec) {
       const float4 q = *reinterpret_cast<const float4*>(p);
-      v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+      v[0] = q.x;
+      v[1] = q.y;
+      v[2] = q.z;
+      v[3] = q.w;
     } else {
 #pragma unroll
       for (int k = 0; k < 4; ++k) v[k] = p[k];
     }
   }
   __device__ static void store(float* p, bool vec, const float v[4]) {
-    if (vec) *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    if (vec)
+      *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
     else {
 #pragma unroll
       for (int k = 0; k < 4; ++k) p[k] = v[k];
@@ -127,8 +131,7 @@ __global__ void mask_kernel(const T* __restrict__ e, const T* __restrict__ z, T*
   const uint64_t s0 = mode == kQuantTrain ? uint64_t(seed[0]) : 0;
   const uint64_t s1 = mode == kQuantTrain ? uint64_t(seed[1]) : 0;
   const int64_t groups = (n + 3) / 4;
-  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups;
-       g += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
     float u[4] = {0.f, 0.f, 0.f, 0.f};
     if (mode == kQuantTrain) dither4(uint64_t(g), s0, s1, u);
     const int64_t i0 = 4 * g;
@@ -146,11 +149,10 @@ __global__ void mask_kernel(const T* __restrict__ e, const T* __restrict__ z, T*
 }
 
 template <typename T>
-__global__ void mask_u8_kernel(const T* __restrict__ e, const T* __restrict__ z, uint8_t* __restrict__ out,
-                               int64_t n, MaskConst<T> k, bool vec) {
+__global__ void mask_u8_kernel(const T* __restrict__ e, const T* __restrict__ z, uint8_t* __restrict__ out, int64_t n,
+                               MaskConst<T> k, bool vec) {
   const int64_t groups = (n + 3) / 4;
-  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups;
-       g += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i0 = 4 * g;
     if (i0 + 4 <= n) {
       T ev[4], zv[4];
@@ -159,8 +161,10 @@ __global__ void mask_u8_kernel(const T* __restrict__ e, const T* __restrict__ z,
       uint8_t o[4];
 #pragma unroll
       for (int q = 0; q < 4; ++q) o[q] = mask_out_u8(mask_pre(ev[q], zv[q], k, kQuantEval, T(0)));
-      if (vec) *reinterpret_cast<uchar4*>(out + i0) = make_uchar4(o[0], o[1], o[2], o[3]);
-      else for (int q = 0; q < 4; ++q) out[i0 + q] = o[q];
+      if (vec)
+        *reinterpret_cast<uchar4*>(out + i0) = make_uchar4(o[0], o[1], o[2], o[3]);
+      else
+        for (int q = 0; q < 4; ++q) out[i0 + q] = o[q];
     } else {
       for (int64_t i = i0; i < n; ++i) out[i] = mask_out_u8(mask_pre(e[i], z[i], k, kQuantEval, T(0)));
     }
@@ -174,8 +178,7 @@ __global__ void mask_backward_kernel(const T* __restrict__ grad, const T* __rest
   const uint64_t s0 = mode == kQuantTrain ? uint64_t(seed[0]) : 0;
   const uint64_t s1 = mode == kQuantTrain ? uint64_t(seed[1]) : 0;
   const int64_t groups = (n + 3) / 4;
-  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups;
-       g += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
     float u[4] = {0.f, 0.f, 0.f, 0.f};
     if (mode == kQuantTrain) dither4(uint64_t(g), s0, s1, u);
     const int64_t end = min(4 * g + 4, n);
@@ -188,11 +191,10 @@ __global__ void mask_backward_kernel(const T* __restrict__ grad, const T* __rest
 }
 
 template <typename T>
-__global__ void unmask_kernel(const T* __restrict__ c, const T* __restrict__ z, T* __restrict__ out, int64_t n,
-                              T b, T inv, bool vec) {
+__global__ void unmask_kernel(const T* __restrict__ c, const T* __restrict__ z, T* __restrict__ out, int64_t n, T b,
+                              T inv, bool vec) {
   const int64_t groups = (n + 3) / 4;
-  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups;
-       g += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i0 = 4 * g;
     if (i0 + 4 <= n) {
       T cv[4], zv[4], o[4];
@@ -208,17 +210,19 @@ __global__ void unmask_kernel(const T* __restrict__ c, const T* __restrict__ z, 
 }
 
 template <typename T>
-__global__ void unmask_u8_kernel(const uint8_t* __restrict__ c, const T* __restrict__ z, T* __restrict__ out,
-                                 int64_t n, T b, T inv, bool vec) {
+__global__ void unmask_u8_kernel(const uint8_t* __restrict__ c, const T* __restrict__ z, T* __restrict__ out, int64_t n,
+                                 T b, T inv, bool vec) {
   const int64_t groups = (n + 3) / 4;
-  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups;
-       g += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i0 = 4 * g;
     if (i0 + 4 <= n) {
       uint8_t cb[4];
       if (vec) {
         const uchar4 q = *reinterpret_cast<const uchar4*>(c + i0);
-        cb[0] = q.x; cb[1] = q.y; cb[2] = q.z; cb[3] = q.w;
+        cb[0] = q.x;
+        cb[1] = q.y;
+        cb[2] = q.z;
+        cb[3] = q.w;
       } else {
         for (int q = 0; q < 4; ++q) cb[q] = c[i0 + q];
       }
@@ -234,8 +238,8 @@ __global__ void unmask_u8_kernel(const uint8_t* __restrict__ c, const T* __restr
 }
 
 template <typename T>
-__global__ void cw_margin_kernel(const T* __restrict__ logits, const int64_t* __restrict__ labels,
-                                 T* __restrict__ out, int64_t rows, int64_t K, T kappa, bool targeted) {
+__global__ void cw_margin_kernel(const T* __restrict__ logits, const int64_t* __restrict__ labels, T* __restrict__ out,
+                                 int64_t rows, int64_t K, T kappa, bool targeted) {
   for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x)
     out[r] = cw_margin_row(logits + r * K, K, labels[r], kappa, targeted);
 }
@@ -259,7 +263,9 @@ __global__ void adam_tanh_kernel(T* __restrict__ w, T* __restrict__ m, T* __rest
       T mi = m[idx], vi = v[idx], g = grad[idx];
       if (grad_wrt_adv) g = mul_rn(g, tanh_to_unit_grad(wi));
       adam_update(wi, mi, vi, g, c);
-      w[idx] = wi; m[idx] = mi; v[idx] = vi;
+      w[idx] = wi;
+      m[idx] = mi;
+      v[idx] = vi;
     }
     adv[idx] = tanh_to_unit(wi);
   }
@@ -297,93 +303,85 @@ void keyed_uniform_cuda(const uint8_t* key, const uint8_t* nonces, float* out, i
   if (work == 0) return;
   const bool vec = n % 16 == 0 && aligned16(out);
   keyed_uniform_kernel<<<grid_for(work), kThreads, 0, RIC_STREAM(stream)>>>(key, nonces, out, batch, n, counter,
-                                                                           tanh_space, vec);
+                                                                            tanh_space, vec);
   check_launch("keyed_uniform");
 }
 
 template <typename T>
-void mask_cuda(const T* e, const T* z, T* out, int64_t n, MaskConst<T> k, int mode, const int64_t* seed,
-               void* stream) {
+void mask_cuda(const T* e, const T* z, T* out, int64_t n, double lam, int mode, const int64_t* seed, void* stream) {
   if (n == 0) return;
+  const MaskConst<T> k = mask_const<T>(lam);
   const bool vec = aligned16(e) && aligned16(z) && aligned16(out);
   mask_kernel<T><<<grid_for((n + 3) / 4), kThreads, 0, RIC_STREAM(stream)>>>(e, z, out, n, k, mode, seed, vec);
   check_launch("mask");
 }
 
 template <typename T>
-void mask_u8_cuda(const T* e, const T* z, uint8_t* out, int64_t n, MaskConst<T> k, void* stream) {
+void mask_u8_cuda(const T* e, const T* z, uint8_t* out, int64_t n, double lam, void* stream) {
   if (n == 0) return;
+  const MaskConst<T> k = mask_const<T>(lam);
   const bool vec = aligned16(e) && aligned16(z) && aligned4(out);
   mask_u8_kernel<T><<<grid_for((n + 3) / 4), kThreads, 0, RIC_STREAM(stream)>>>(e, z, out, n, k, vec);
   check_launch("mask_u8");
 }
 
 template <typename T>
-void mask_backward_cuda(const T* grad, const T* e, const T* z, T* ge, T* gz, int64_t n, MaskConst<T> k, int mode,
+void mask_backward_cuda(const T* grad, const T* e, const T* z, T* ge, T* gz, int64_t n, double lam, int mode,
                         const int64_t* seed, void* stream) {
   if (n == 0) return;
-  mask_backward_kernel<T><<<grid_for((n + 3) / 4), kThreads, 0, RIC_STREAM(stream)>>>(grad, e, z, ge, gz, n, k,
-                                                                                      mode, seed);
+  const MaskConst<T> k = mask_const<T>(lam);
+  mask_backward_kernel<T>
+      <<<grid_for((n + 3) / 4), kThreads, 0, RIC_STREAM(stream)>>>(grad, e, z, ge, gz, n, k, mode, seed);
   check_launch("mask_backward");
 }
 
 template <typename T>
-void unmask_cuda(const T* c, const T* z, T* out, int64_t n, T b, T inv, void* stream) {
+void unmask_cuda(const T* c, const T* z, T* out, int64_t n, double lam, void* stream) {
   if (n == 0) return;
+  const T b = T(lam), inv = T(1.0 / (1.0 - lam));
   const bool vec = aligned16(c) && aligned16(z) && aligned16(out);
   unmask_kernel<T><<<grid_for((n + 3) / 4), kThreads, 0, RIC_STREAM(stream)>>>(c, z, out, n, b, inv, vec);
   check_launch("unmask");
 }
 
 template <typename T>
-void unmask_u8_cuda(const uint8_t* c, const T* z, T* out, int64_t n, T b, T inv, void* stream) {
+void unmask_u8_cuda(const uint8_t* c, const T* z, T* out, int64_t n, double lam, void* stream) {
   if (n == 0) return;
+  const T b = T(lam), inv = T(1.0 / (1.0 - lam));
   const bool vec = aligned4(c) && aligned16(z) && aligned16(out);
   unmask_u8_kernel<T><<<grid_for((n + 3) / 4), kThreads, 0, RIC_STREAM(stream)>>>(c, z, out, n, b, inv, vec);
   check_launch("unmask_u8");
 }
 
 template <typename T>
-void cw_margin_cuda(const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K, T kappa, bool targeted,
-                    void* stream) {
+void cw_margin_cuda(const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K, double kappa,
+                    bool targeted, void* stream) {
   if (rows == 0) return;
-  cw_margin_kernel<T><<<grid_for(rows), kThreads, 0, RIC_STREAM(stream)>>>(logits, labels, out, rows, K, kappa,
-                                                                          targeted);
+  cw_margin_kernel<T>
+      <<<grid_for(rows), kThreads, 0, RIC_STREAM(stream)>>>(logits, labels, out, rows, K, T(kappa), targeted);
   check_launch("cw_margin");
 }
 
 template <typename T>
 void cw_margin_backward_cuda(const T* grad, const T* logits, const int64_t* labels, T* out, int64_t rows, int64_t K,
-                             T kappa, bool targeted, void* stream) {
+                             double kappa, bool targeted, void* stream) {
   if (rows == 0) return;
-  cw_margin_backward_kernel<T><<<grid_for(rows), kThreads, 0, RIC_STREAM(stream)>>>(grad, logits, labels, out, rows,
-                                                                                   K, kappa, targeted);
+  cw_margin_backward_kernel<T>
+      <<<grid_for(rows), kThreads, 0, RIC_STREAM(stream)>>>(grad, logits, labels, out, rows, K, T(kappa), targeted);
   check_launch("cw_margin_backward");
 }
 
 template <typename T>
-void adam_tanh_cuda(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, int64_t rows, int64_t n,
-                    AdamConst c, bool grad_wrt_adv, void* stream) {
+void adam_tanh_cuda(T* w, T* m, T* v, const T* grad, const uint8_t* active, T* adv, int64_t rows, int64_t n, double lr,
+                    double beta1, double beta2, double eps, int64_t step, bool grad_wrt_adv, void* stream) {
+  const AdamConst c = adam_const(lr, beta1, beta2, eps, step);  // validates step even for empty inputs
   if (rows * n == 0) return;
-  adam_tanh_kernel<T><<<grid_for(rows * n), kThreads, 0, RIC_STREAM(stream)>>>(w, m, v, grad, active, adv, rows, n, c,
-                                                                               grad_wrt_adv);
+  adam_tanh_kernel<T>
+      <<<grid_for(rows * n), kThreads, 0, RIC_STREAM(stream)>>>(w, m, v, grad, active, adv, rows, n, c, grad_wrt_adv);
   check_launch("adam_tanh");
 }
 
-#define RIC_INSTANTIATE(T)                                                                                    \
-  template void mask_cuda<T>(const T*, const T*, T*, int64_t, MaskConst<T>, int, const int64_t*, void*);      \
-  template void mask_u8_cuda<T>(const T*, const T*, uint8_t*, int64_t, MaskConst<T>, void*);                  \
-  template void mask_backward_cuda<T>(const T*, const T*, const T*, T*, T*, int64_t, MaskConst<T>, int,        \
-                                      const int64_t*, void*);                                                 \
-  template void unmask_cuda<T>(const T*, const T*, T*, int64_t, T, T, void*);                                 \
-  template void unmask_u8_cuda<T>(const uint8_t*, const T*, T*, int64_t, T, T, void*);                        \
-  template void cw_margin_cuda<T>(const T*, const int64_t*, T*, int64_t, int64_t, T, bool, void*);            \
-  template void cw_margin_backward_cuda<T>(const T*, const T*, const int64_t*, T*, int64_t, int64_t, T, bool,  \
-                                           void*);                                                            \
-  template void adam_tanh_cuda<T>(T*, T*, T*, const T*, const uint8_t*, T*, int64_t, int64_t, AdamConst, bool, \
-                                  void*);
-RIC_INSTANTIATE(float)
-RIC_INSTANTIATE(double)
-#undef RIC_INSTANTIATE
+RIC_OPS_T(RIC_INSTANTIATE_CUDA_T, float)
+RIC_OPS_T(RIC_INSTANTIATE_CUDA_T, double)
 
 }  // namespace ric

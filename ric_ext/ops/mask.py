@@ -12,6 +12,7 @@ Kernels: csrc/common/elementwise.h (math), csrc/common/philox.h (dither),
 csrc/cpu/kernels_cpu.cpp and csrc/cuda/kernels_cuda.cu (mask*, unmask*).
 Reference: ``_torch_impl.mask`` / ``mask_backward`` / ``mask_uint8`` / ``unmask``.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Union
@@ -54,22 +55,36 @@ def _(e, z, lam, mode, seed):
 
 
 @torch.library.custom_op("ric::mask_backward", mutates_args=())
-def _mask_backward_op(grad: torch.Tensor, e: torch.Tensor, z: torch.Tensor, lam: float, mode: int,
-                      seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _mask_backward_op(
+    grad: torch.Tensor, e: torch.Tensor, z: torch.Tensor, lam: float, mode: int, seed: Optional[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     _validate.raw_op_args(grad=grad, e=e, z=z, seed=seed)
     _check_raw(e, z, mode, seed)
     _validate.same_shape("grad", grad, "e", e)
     grad, e, z = grad.contiguous(), e.contiguous(), z.contiguous()
     ge, gz = torch.empty_like(e), torch.empty_like(e)
-    _launch("mask_backward", e, grad.data_ptr(), e.data_ptr(), z.data_ptr(), ge.data_ptr(), gz.data_ptr(),
-            e.numel(), lam, mode, _native.ptr(seed))
+    _launch(
+        "mask_backward",
+        e,
+        grad.data_ptr(),
+        e.data_ptr(),
+        z.data_ptr(),
+        ge.data_ptr(),
+        gz.data_ptr(),
+        e.numel(),
+        lam,
+        mode,
+        _native.ptr(seed),
+    )
     return ge, gz
 
 
 @_mask_backward_op.register_fake
 def _(grad, e, z, lam, mode, seed):
-    return (torch.empty_like(e, memory_format=torch.contiguous_format),
-            torch.empty_like(e, memory_format=torch.contiguous_format))
+    return (
+        torch.empty_like(e, memory_format=torch.contiguous_format),
+        torch.empty_like(e, memory_format=torch.contiguous_format),
+    )
 
 
 def _mask_setup(ctx, inputs, output):
@@ -108,7 +123,8 @@ def _unmask_op(c: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
     _validate.same_shape("c", c, "z", z)
     c, z = c.contiguous(), z.contiguous()
     out = torch.empty_like(z)
-    _launch("unmask", z, c.data_ptr(), c.dtype == torch.uint8, z.data_ptr(), out.data_ptr(), z.numel(), lam)
+    name = "unmask_u8" if c.dtype == torch.uint8 else "unmask"
+    _launch(name, z, c.data_ptr(), z.data_ptr(), out.data_ptr(), z.numel(), lam)
     return out
 
 
@@ -163,14 +179,21 @@ def _seed_tensor(seed: Union[None, int, torch.Tensor], device: torch.device) -> 
     return seed.contiguous()
 
 
-def mask(e: torch.Tensor, z: torch.Tensor, lam: float = 0.8, *, quantize: str = "train",
-         seed: Union[None, int, torch.Tensor] = None, backend: str = "native") -> torch.Tensor:
+def mask(
+    e: torch.Tensor,
+    z: torch.Tensor,
+    lam: float = 0.8,
+    *,
+    quantize: str = "train",
+    seed: Union[None, int, torch.Tensor] = None,
+    backend: str = "native",
+) -> torch.Tensor:
     """Encoder-side masking c = Q((1 - lam) * e + lam * z), fused with its quantiser.
 
     Args:
         e: encoder output, any shape, float32/float64.
         z: the noise-like adversarial example, same shape, dtype and device.
-        lam: mixing weight in (0, 1) (SPEC: 0.8).
+        lam: mixing weight in (0, 1) (docs/scheme.md: 0.8).
         quantize: "train" (dithered, the differentiable stand-in for rounding),
             "eval" (round to the 8-bit grid) or "none".
         seed: dither stream for "train": an int, an int64 (2,) tensor [seed, offset]
