@@ -19,6 +19,7 @@ The RIC model is the bundled SVHN one unless --model says otherwise (on
 CIFAR-10 it is used as-is: the agreement and speed are the point there, and
 its PSNR is the bundled model's generalisation). A benchmark, not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,15 @@ import torch
 import torch.nn.functional as F
 
 from ric_ext import Key, data, metrics, ops
+from ric_ext.batching import DEFAULT_MICRO_BATCH
 from ric_ext.cipher import Cipher
 from ric_ext.models import bundled_model_path, load_classifier, load_ric
 from ric_ext.nae import NAEConfig
 
-SETTINGS = {"svhn": dict(classifier="svhn", split="paper", steps=100, kappa=5.0),
-            "cifar10": dict(classifier="cifar10-resnet56", split="test", steps=150, kappa=5.0)}
+SETTINGS = {
+    "svhn": dict(classifier="svhn", split="paper", steps=100, kappa=5.0),
+    "cifar10": dict(classifier="cifar10-resnet56", split="test", steps=150, kappa=5.0),
+}
 
 
 def sync(dev: torch.device) -> None:
@@ -84,8 +88,8 @@ class EagerPath:
         labels = self.clf(x.to(dev)).argmax(1)
         pix = []
         for i in range(0, x.shape[0], self.bs):
-            xb, yb = x[i:i + self.bs].to(dev), labels[i:i + self.bs]
-            z = self._nae(nonces[i:i + self.bs].to(dev), yb, xb.shape[1:])
+            xb, yb = x[i : i + self.bs].to(dev), labels[i : i + self.bs]
+            z = self._nae(nonces[i : i + self.bs].to(dev), yb, xb.shape[1:])
             e = self.model.encoder(self.model.feature((xb - 0.5) / 0.5), z)
             lam = self.model.lam
             pix.append(torch.round(((1 - lam) * e + lam * z).clamp(0, 1) * 255).to(torch.uint8))
@@ -98,8 +102,8 @@ class EagerPath:
         out = []
         lam = self.model.lam
         for i in range(0, pix.shape[0], self.bs):
-            p = pix[i:i + self.bs]
-            z = self._nae(nonces[i:i + self.bs].to(dev), labels[i:i + self.bs], p.shape[1:])
+            p = pix[i : i + self.bs]
+            z = self._nae(nonces[i : i + self.bs].to(dev), labels[i : i + self.bs], p.shape[1:])
             r = (p.float() / 255 - lam * z) / (1 - lam)
             out.append(self.model.decoder(r).clamp(0, 1))
         return torch.cat(out)
@@ -147,10 +151,13 @@ def parse_path(name: str, steps: int, kappa: float) -> NAEConfig:
     if kind == "margin":
         return NAEConfig(stop="margin", extra_margin=float(args[0]) if args else 1.0, **base)
     if kind == "ciphertext":
-        return NAEConfig(stop="ciphertext", ct_margin=float(args[0]) if args else 1.0,
-                         check_every=int(args[1]) if len(args) > 1 else 2,
-                         check_margin=(None if args[2] == "none" else float(args[2])) if len(args) > 2 else "kappa",
-                         **base)
+        return NAEConfig(
+            stop="ciphertext",
+            ct_margin=float(args[0]) if args else 1.0,
+            check_every=int(args[1]) if len(args) > 1 else 2,
+            check_margin=(None if args[2] == "none" else float(args[2])) if len(args) > 2 else "kappa",
+            **base,
+        )
     raise SystemExit(f"unknown path {name!r}")
 
 
@@ -170,7 +177,7 @@ def main() -> None:
     p.add_argument("--paths", default="eager,fixed,ciphertext:1:2", help="comma-separated, see above")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--micro-batch", type=int, default=32, help="ric_ext paths; 0 = whole batches")
+    p.add_argument("--micro-batch", type=int, default=DEFAULT_MICRO_BATCH, help="ric_ext paths; 0 = whole batches")
     p.add_argument("--repeat", type=int, default=1, help="round-robin repeats; medians are reported")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--model", default=None, help="RIC weights (default: bundled)")
@@ -188,13 +195,19 @@ def main() -> None:
     clf = load_classifier(s["classifier"], args.models).to(dev).requires_grad_(False)
     key = Key.generate()
     rows = []
-    print(f"{args.dataset}: {x.shape[0]} images, classifier {s['classifier']}, bound {s['steps']} steps, "
-          f"device {args.device}, threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"{args.dataset}: {x.shape[0]} images, classifier {s['classifier']}, bound {s['steps']} steps, "
+        f"device {args.device}, threads {torch.get_num_threads()}",
+        flush=True,
+    )
     paths = {}
     for name in args.paths.split(","):
         cfg = parse_path(name, s["steps"], s["kappa"])
-        path = (EagerPath(model, clf, key, cfg, args.batch_size) if name == "eager"
-                else LibPath(model, clf, key, cfg, args.batch_size, args.micro_batch or None))
+        path = (
+            EagerPath(model, clf, key, cfg, args.batch_size)
+            if name == "eager"
+            else LibPath(model, clf, key, cfg, args.batch_size, args.micro_batch or None)
+        )
         path.decrypt(path.encrypt(x[:4]))  # warm-up: library init, oneDNN primitives, CUDA graphs
         paths[name] = path
     runs = {name: [] for name in paths}
@@ -211,17 +224,26 @@ def main() -> None:
             sync(dev)
             t2 = time.perf_counter()
             agree = float((path.classify(ct).cpu() == path.labels(ct).cpu()).float().mean())
-            row = {"path": name, "repeat": rep, "encrypt_img_s": x.shape[0] / (t1 - t0),
-                   "decrypt_img_s": x.shape[0] / (t2 - t1), "agreement": agree,
-                   "psnr": float(metrics.psnr(x_hat, x).mean())}
+            row = {
+                "path": name,
+                "repeat": rep,
+                "encrypt_img_s": x.shape[0] / (t1 - t0),
+                "decrypt_img_s": x.shape[0] / (t2 - t1),
+                "agreement": agree,
+                "psnr": float(metrics.psnr(x_hat, x).mean()),
+            }
             st = path.steps(ct)
             if st is not None:
-                row.update(steps_mean=float(st.float().mean()), steps_median=float(st.float().median()),
-                           steps_max=int(st.max()), steps_hist=histogram(st, s["steps"]))
+                row.update(
+                    steps_mean=float(st.float().mean()),
+                    steps_median=float(st.float().median()),
+                    steps_max=int(st.max()),
+                    steps_hist=histogram(st, s["steps"]),
+                )
             runs[name].append(row)
             print(json.dumps(row), flush=True)
     rows = []
-    for name, rs in runs.items():
+    for rs in runs.values():
         row = dict(rs[len(rs) // 2])  # agreement/PSNR/steps of one repeat (they vary only with the key's nonces)
         for k in ("encrypt_img_s", "decrypt_img_s"):
             row[k] = statistics.median(r[k] for r in rs)
@@ -230,18 +252,33 @@ def main() -> None:
         rows.append(row)
     base = next((r for r in rows if r["path"] == "eager"), None)
     print(f"\nmedians of {args.repeat} repeat(s); agreement: the lowest over repeats")
-    print("| path | encrypt img/s | decrypt img/s | x eager (enc / dec) | agreement | PSNR dB | steps mean / median / max |")
+    print(
+        "| path | encrypt img/s | decrypt img/s | x eager (enc / dec) | agreement | PSNR dB "
+        "| steps mean / median / max |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        ratio = (f"{r['encrypt_img_s'] / base['encrypt_img_s']:.1f} / {r['decrypt_img_s'] / base['decrypt_img_s']:.1f}"
-                 if base else "-")
+        ratio = (
+            f"{r['encrypt_img_s'] / base['encrypt_img_s']:.1f} / {r['decrypt_img_s'] / base['decrypt_img_s']:.1f}"
+            if base
+            else "-"
+        )
         st = f"{r['steps_mean']:.1f} / {r['steps_median']:.0f} / {r['steps_max']}" if "steps_mean" in r else "-"
-        print(f"| {r['path']} | {r['encrypt_img_s']:.1f} | {r['decrypt_img_s']:.1f} | {ratio} | "
-              f"{100 * r['agreement']:.2f}% | {r['psnr']:.3f} | {st} |")
+        print(
+            f"| {r['path']} | {r['encrypt_img_s']:.1f} | {r['decrypt_img_s']:.1f} | {ratio} | "
+            f"{100 * r['agreement']:.2f}% | {r['psnr']:.3f} | {st} |"
+        )
     if args.json:
-        meta = {"dataset": args.dataset, "n": int(x.shape[0]), "device": args.device, "cpu": platform.processor(),
-                "threads": torch.get_num_threads(), "torch": torch.__version__, "batch_size": args.batch_size,
-                "micro_batch": args.micro_batch}
+        meta = {
+            "dataset": args.dataset,
+            "n": int(x.shape[0]),
+            "device": args.device,
+            "cpu": platform.processor(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "batch_size": args.batch_size,
+            "micro_batch": args.micro_batch,
+        }
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)
 

@@ -12,6 +12,7 @@ the same run on the same device.
 
 This is a benchmark, not a test: nothing here asserts a speed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,8 +94,9 @@ def run(device: str, shapes, min_time: float, compile_: bool) -> Dict[str, objec
     big = max(torch.Size(s).numel() for s in shapes)
     copy_bw = copy_bandwidth(device, big * 4 * 2, min_time)
     comp = (lambda f: torch.compile(f, dynamic=False)) if compile_ else (lambda f: None)
-    c_mask_train, c_mask_u8, c_unmask, c_cw, c_adam = map(comp, (eager_mask_train, eager_mask_u8, eager_unmask_u8,
-                                                              eager_cw, eager_adam))
+    c_mask_train, c_mask_u8, c_unmask, c_cw, c_adam = map(
+        comp, (eager_mask_train, eager_mask_u8, eager_unmask_u8, eager_cw, eager_adam)
+    )
     key = bytes(range(32))
     for shape in shapes:
         B, n = shape[0], torch.Size(shape[1:]).numel()
@@ -106,36 +108,85 @@ def run(device: str, shapes, min_time: float, compile_: bool) -> Dict[str, objec
         seed = torch.tensor([1, 2], device=device)
         logits = torch.randn(B, 10, device=device)
         labels = torch.randint(0, 10, (B,), device=device)
-        w, m, v = torch.randn(shape, device=device), torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+        w, m, v = (
+            torch.randn(shape, device=device),
+            torch.zeros(shape, device=device),
+            torch.zeros(shape, device=device),
+        )
         g = torch.randn(shape, device=device)
         act = torch.ones(B, dtype=torch.bool, device=device)
         cases = [
             # name, bytes moved, native, eager, compiled
-            ("keyed_uniform", numel * 4, lambda: ops.keyed_uniform(key, nonces, shape[1:]),
-             lambda: torch.rand(shape, device=device), None),
-            ("mask(train)", numel * 12, lambda: ops.mask(e, z, LAM, quantize="train", seed=seed),
-             lambda: eager_mask_train(e, z), c_mask_train and (lambda: c_mask_train(e, z))),
-            ("mask_uint8", numel * 9, lambda: ops.mask_uint8(e, z, LAM),
-             lambda: eager_mask_u8(e, z), c_mask_u8 and (lambda: c_mask_u8(e, z))),
-            ("unmask(uint8)", numel * 9, lambda: ops.unmask(c8, z, LAM),
-             lambda: eager_unmask_u8(c8, z), c_unmask and (lambda: c_unmask(c8, z))),
-            ("cw_margin", B * 10 * 4 + B * 12, lambda: ops.cw_margin(logits, labels, 5.0),
-             lambda: eager_cw(logits, labels), c_cw and (lambda: c_cw(logits, labels))),
-            ("adam_tanh_step", numel * 4 * 8, lambda: ops.adam_tanh_step_(w, m, v, g, 1, active=act),
-             lambda: eager_adam(w, m, v, g), c_adam and (lambda: c_adam(w, m, v, g))),
+            (
+                "keyed_uniform",
+                numel * 4,
+                lambda: ops.keyed_uniform(key, nonces, shape[1:]),
+                lambda: torch.rand(shape, device=device),
+                None,
+            ),
+            (
+                "mask(train)",
+                numel * 12,
+                lambda: ops.mask(e, z, LAM, quantize="train", seed=seed),
+                lambda: eager_mask_train(e, z),
+                c_mask_train and (lambda: c_mask_train(e, z)),
+            ),
+            (
+                "mask_uint8",
+                numel * 9,
+                lambda: ops.mask_uint8(e, z, LAM),
+                lambda: eager_mask_u8(e, z),
+                c_mask_u8 and (lambda: c_mask_u8(e, z)),
+            ),
+            (
+                "unmask(uint8)",
+                numel * 9,
+                lambda: ops.unmask(c8, z, LAM),
+                lambda: eager_unmask_u8(c8, z),
+                c_unmask and (lambda: c_unmask(c8, z)),
+            ),
+            (
+                "cw_margin",
+                B * 10 * 4 + B * 12,
+                lambda: ops.cw_margin(logits, labels, 5.0),
+                lambda: eager_cw(logits, labels),
+                c_cw and (lambda: c_cw(logits, labels)),
+            ),
+            (
+                "adam_tanh_step",
+                numel * 4 * 8,
+                lambda: ops.adam_tanh_step_(w, m, v, g, 1, active=act),
+                lambda: eager_adam(w, m, v, g),
+                c_adam and (lambda: c_adam(w, m, v, g)),
+            ),
         ]
         for name, nbytes, f_nat, f_eager, f_comp in cases:
             t_nat = timer(device, f_nat, min_time)
             t_eager = timer(device, f_eager, min_time)
             t_comp = timer(device, f_comp, min_time) if f_comp else float("nan")
             bw = nbytes / t_nat
-            rows.append(dict(op=name, shape=list(shape), native_ms=t_nat * 1e3, eager_ms=t_eager * 1e3,
-                             compiled_ms=t_comp * 1e3, speedup_vs_eager=t_eager / t_nat,
-                             speedup_vs_compiled=t_comp / t_nat, native_GBps=bw / 1e9, frac_of_copy=bw / copy_bw))
-    return dict(device=device, device_name=(torch.cuda.get_device_name() if device == "cuda" else platform.processor()
-                                           or platform.machine()),
-                threads=torch.get_num_threads(), copy_GBps=copy_bw / 1e9, torch=torch.__version__,
-                build=ric_ext.build_info(), rows=rows)
+            rows.append(
+                dict(
+                    op=name,
+                    shape=list(shape),
+                    native_ms=t_nat * 1e3,
+                    eager_ms=t_eager * 1e3,
+                    compiled_ms=t_comp * 1e3,
+                    speedup_vs_eager=t_eager / t_nat,
+                    speedup_vs_compiled=t_comp / t_nat,
+                    native_GBps=bw / 1e9,
+                    frac_of_copy=bw / copy_bw,
+                )
+            )
+    return dict(
+        device=device,
+        device_name=(torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()),
+        threads=torch.get_num_threads(),
+        copy_GBps=copy_bw / 1e9,
+        torch=torch.__version__,
+        build=ric_ext.build_info(),
+        rows=rows,
+    )
 
 
 def main() -> None:
@@ -152,14 +203,20 @@ def main() -> None:
         shapes = [(256, 3, 32, 32), (64, 3, 160, 160), (1024, 3, 160, 160)]
         min_time = args.min_time or 0.2
     res = run(args.device, shapes, min_time, not args.no_compile)
-    print(f"# {res['device']} ({res['device_name']}, {res['threads']} threads), torch {res['torch']}, "
-          f"copy bandwidth {res['copy_GBps']:.1f} GB/s (read+write)")
-    print(f"{'op':<16}{'shape':<20}{'native ms':>10}{'eager ms':>10}{'compile ms':>11}"
-          f"{'x eager':>9}{'x compile':>10}{'GB/s':>8}{'% copy':>8}")
+    print(
+        f"# {res['device']} ({res['device_name']}, {res['threads']} threads), torch {res['torch']}, "
+        f"copy bandwidth {res['copy_GBps']:.1f} GB/s (read+write)"
+    )
+    print(
+        f"{'op':<16}{'shape':<20}{'native ms':>10}{'eager ms':>10}{'compile ms':>11}"
+        f"{'x eager':>9}{'x compile':>10}{'GB/s':>8}{'% copy':>8}"
+    )
     for r in res["rows"]:
-        print(f"{r['op']:<16}{'x'.join(map(str, r['shape'])):<20}{r['native_ms']:>10.3f}{r['eager_ms']:>10.3f}"
-              f"{r['compiled_ms']:>11.3f}{r['speedup_vs_eager']:>9.2f}{r['speedup_vs_compiled']:>10.2f}"
-              f"{r['native_GBps']:>8.1f}{100 * r['frac_of_copy']:>7.0f}%")
+        print(
+            f"{r['op']:<16}{'x'.join(map(str, r['shape'])):<20}{r['native_ms']:>10.3f}{r['eager_ms']:>10.3f}"
+            f"{r['compiled_ms']:>11.3f}{r['speedup_vs_eager']:>9.2f}{r['speedup_vs_compiled']:>10.2f}"
+            f"{r['native_GBps']:>8.1f}{100 * r['frac_of_copy']:>7.0f}%"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

@@ -10,6 +10,7 @@
 
 A benchmark, not a test (tests/test_batching.py checks the invariance itself).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,9 @@ def main() -> None:
     print("1. max |difference| against one batch of 40 (chunks of b rows, last chunk shorter)")
     print("| b | classifier logits | input gradient | decoder output |\n| ---: | ---: | ---: | ---: |")
     for b in (1, 2, 3, 4, 5, 8, 16):
-        parts = [clf_step(z[i:i + b]) for i in range(0, 40, b)]
+        parts = [clf_step(z[i : i + b]) for i in range(0, 40, b)]
         with torch.no_grad():
-            dec = torch.cat([model.decrypt(c8[i:i + b], z[i:i + b]) for i in range(0, 40, b)])
+            dec = torch.cat([model.decrypt(c8[i : i + b], z[i : i + b]) for i in range(0, 40, b)])
         dl = (torch.cat([q[0] for q in parts]) - ref_l).abs().max().item()
         dg = (torch.cat([q[1] for q in parts]) - ref_g).abs().max().item()
         print(f"| {b} | {dl:.2e} | {dg:.2e} | {(dec - ref_dec).abs().max().item():.2e} |")

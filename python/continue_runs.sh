@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Continue the long CPU training runs committed under checkpoints/ (NOTES.md, "Paper-grade models"),
+# Continue the long CPU training runs committed under checkpoints/ (docs/diaries/svhn.md and docs/diaries/faces.md),
 # one process after the other (two torch processes on 2 cores slow each other 10-100x).
 #
 #   SVHN_MIN=55 FACES_MIN=45 bash python/continue_runs.sh        # wall minutes per run; 0 skips a run
@@ -13,6 +13,9 @@
 # spends its wall minutes. EXTRA="..." appends flags to both runs (later flags win), which
 # the CPU rehearsal in tests/test_training_recipe.py uses with ROOT=a temporary folder.
 set -euo pipefail
+PY="${PYTHON:-python3}"  # the interpreter (tests pass their own, sys.executable)
+# The workspace's data and classifier folders (docs/data.md): the package has no default.
+export RIC_DATA="${RIC_DATA:-../shared/data}" RIC_MODELS="${RIC_MODELS:-../shared/models}"
 ROOT="${ROOT:-checkpoints}"
 SVHN_MIN="${SVHN_MIN:-55}"
 FACES_MIN="${FACES_MIN:-45}"
@@ -24,7 +27,7 @@ FACES2_MIN="${FACES2_MIN:-0}"
 # The first faces run's cosine schedule ended at step 20,000 (LR 3e-6) still gaining ~0.06 dB per
 # 1,000 steps (~0.2 before the LR fell), so a second run restarts the schedule (peak 1.5e-4, half the first's) from its best
 # weights (the bundled faces v4, byte-identical to checkpoints/faces64_w32/best.pt): a warm restart
-# with a fresh optimiser (NOTES.md, "Faces model v4").
+# with a fresh optimiser (docs/diaries/faces.md, "Faces model v4").
 FACES2_INIT="${FACES2_INIT:-ric_ext/assets/ric_faces64_v4.pt}"
 # That restart held ~41.4 dB until its LR fell below ~7e-5 and gained +0.5 dB in its last 40%
 # (ending at 42.02 on validation, the bundled faces v5), so a third run restarts again from v5 with
@@ -37,14 +40,14 @@ FACES3_INIT="${FACES3_INIT:-ric_ext/assets/ric_faces64_v5.pt}"
 FACES4_MIN="${FACES4_MIN:-0}"
 FACES4_INIT="${FACES4_INIT:-ric_ext/assets/ric_faces64_v6.pt}"
 if [ "$SVHN_MIN" != 0 ]; then
-  python -m ric_ext train --init ric_ext/assets/ric_svhn_w32.pt --decoder-z false --width 32 --batch-size 32 \
+  "$PY" -m ric_ext train --init ric_ext/assets/ric_svhn_w32.pt --decoder-z false --width 32 --batch-size 32 \
     --lr 3e-4 --schedule cosine --warmup 100 --steps 40000 --amp bf16 --ema 0.998 --val-every 250 --val-n 200 \
     --log-every 25 --ckpt-every 250 --grid-every 1000000 --ckpt-compact true --stop-after-min "$SVHN_MIN" \
     --out "$ROOT/svhn_w32" --no-progress ${EXTRA:-}
 fi
 # One faces run: INIT LR WARMUP STEPS VAL_EVERY MINUTES OUT (the rest of the recipe is shared).
 faces_run() {
-  python -m ric_ext train --dataset lfw --size 64 --classifier lfw --nae-lr 0.05 --nae-pool 8 \
+  "$PY" -m ric_ext train --dataset lfw --size 64 --classifier lfw --nae-lr 0.05 --nae-pool 8 \
     --init "$1" --decoder-z false --width 32 --batch-size 16 --lr "$2" --schedule cosine \
     --warmup "$3" --steps "$4" --amp bf16 --ema 0.998 --val-every "$5" --val-split test --val-n 100 --log-every 25 \
     --ckpt-every 200 --grid-every 1000000 --ckpt-compact true --stop-after-min "$6" \

@@ -16,6 +16,7 @@ ciphertext pixels the clamp cuts, and corr(E, x).
     python python/diagnose_floor.py [--model svhn] [--n 200]
     python python/diagnose_floor.py --model faces --dataset lfw --n 100
 """
+
 import argparse
 
 import torch
@@ -32,8 +33,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="svhn", help="bundled name or model/checkpoint file (default: %(default)s)")
     ap.add_argument("--n", type=int, default=200, help="test images 0..n-1 (default: %(default)s)")
-    ap.add_argument("--dataset", choices=("svhn", "lfw"), default="svhn",
-                    help="svhn (32x32, SVHN classifier) or lfw (64x64, LFW classifier) (default: %(default)s)")
+    ap.add_argument(
+        "--dataset",
+        choices=("svhn", "lfw"),
+        default="svhn",
+        help="svhn (32x32, SVHN classifier) or lfw (64x64, LFW classifier) (default: %(default)s)",
+    )
     args = ap.parse_args()
     m = load_ric(args.model)
     faces = args.dataset == "lfw"
@@ -43,7 +48,7 @@ def main() -> None:
     with torch.no_grad():
         y = clf(x).argmax(1)
     nonces = torch.randint(0, 256, (len(x), 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    # faces use NAE lr 0.05 (NOTES.md, "LFW identity classifier"); SVHN the SPEC's default
+    # faces use NAE lr 0.05 (docs/decisions.md, "Faces NAEs use lr 0.05"); SVHN the paper's default
     cfg = NAEConfig(stop="margin", lr=0.05) if faces else NAEConfig(stop="margin")
     z = NAEGenerator(clf, cfg).generate(bytes(32), nonces, y, tuple(x.shape[1:])).z
     with torch.no_grad():
@@ -54,8 +59,10 @@ def main() -> None:
         c = (1 - m.lam) * e + m.lam * z  # before the clamp, to count what it cuts
         clipped = ((c < -0.5 / 255) | (c > 1 + 0.5 / 255)).float().mean().item()
         corr = torch.corrcoef(torch.stack([e.flatten(), x.flatten()]))[0, 1].item()
-        print(f"encoder output E: range {e.min():.3f}..{e.max():.3f}, std {e.std():.3f}, corr(E, x) {corr:.3f}; "
-              f"ciphertext pixels clamped: {100 * clipped:.2f}%")
+        print(
+            f"encoder output E: range {e.min():.3f}..{e.max():.3f}, std {e.std():.3f}, corr(E, x) {corr:.3f}; "
+            f"ciphertext pixels clamped: {100 * clipped:.2f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@
 #   SKIP_INSTALL=1 DEVICE=cpu STOP_MIN=0.3 OUT=/tmp/rehearsal bash python/train_gpu.sh t --width 8 --depth 2 --batch-size 8 --val-every 10 --val-n 16 --ckpt-every 10
 #
 # Recipes, chosen by NAME:
-#   svhn* (default svhn_w50): width 50 (SPEC), batch 64, fresh NAEs, warm-up + cosine over
+#   svhn* (default svhn_w50): width 50 (the paper's), batch 64, fresh NAEs, warm-up + cosine over
 #     STEPS (default 25,000 = 200 epochs of the 8,000 SVHN training images),
 #     validation every 500 steps on SVHN test 0-199.
 #   faces160*: LFW faces at 160x160 (the paper's size). The first chunk trains
@@ -30,6 +30,9 @@
 #     over STEPS (default 20,000), validation every 500 steps on LFW test 0-99.
 #     CLS_FLAGS adds flags to the classifier's training (the rehearsal's small one).
 set -euo pipefail
+PY="${PYTHON:-python3}"  # the interpreter (tests pass their own, sys.executable)
+# The workspace's data and classifier folders (docs/data.md): the package has no default.
+export RIC_DATA="${RIC_DATA:-../shared/data}" RIC_MODELS="${RIC_MODELS:-../shared/models}"
 NAME="${1:-svhn_w50}"
 shift || true
 OUT="${OUT:-/tmp/ric_out}"
@@ -40,17 +43,17 @@ export PYTHONUNBUFFERED=1
 export RIC_EXT_CUDA_ARCHITECTURES="${RIC_EXT_CUDA_ARCHITECTURES:-90}"
 if [ -d "checkpoints/$NAME" ]; then
   cp -a "checkpoints/$NAME/." "$DST/"
-  echo "resuming from checkpoints/$NAME (step $(python3 -c "import json; print(json.load(open('$DST/state.json'))['step'])" 2>/dev/null || echo '?'))"
+  echo "resuming from checkpoints/$NAME (step $("$PY" -c "import json; print(json.load(open('$DST/state.json'))['step'])" 2>/dev/null || echo '?'))"
 fi
 # SKIP_INSTALL=1: use the ric_ext already installed (the CPU rehearsal of this script does).
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  python3 -m pip install --no-build-isolation --no-deps -q . > "$DST/install.log" 2>&1 || { tail -50 "$DST/install.log"; exit 1; }
+  "$PY" -m pip install --no-build-isolation --no-deps -q . > "$DST/install.log" 2>&1 || { tail -50 "$DST/install.log"; exit 1; }
 fi
 case "$NAME" in
   faces160*)
     if [ ! -f "$DST/models/lfw_identity160.pt" ]; then
       # shellcheck disable=SC2086  # CLS_FLAGS is a list of flags
-      python3 python/train_lfw_classifier.py --size 160 --device "${DEVICE:-cuda}" --epochs 40 \
+      "$PY" python/train_lfw_classifier.py --size 160 --device "${DEVICE:-cuda}" --epochs 40 \
         --out "$DST/models/lfw_identity160.pt" ${CLS_FLAGS:-}
     fi
     RECIPE=(--dataset lfw --size 160 --classifier lfw160 --models "$DST/models" --nae-lr 0.05
@@ -61,10 +64,10 @@ case "$NAME" in
     RECIPE=(--width 50 --batch-size 64 --lr 1e-3 --warmup 500 --steps "${STEPS:-25000}" --ema 0.999 --val-n 200)
     ;;
 esac
-python3 -m ric_ext train --device "${DEVICE:-cuda}" --amp bf16 "${RECIPE[@]}" --schedule cosine --val-every 500 \
+"$PY" -m ric_ext train --device "${DEVICE:-cuda}" --amp bf16 "${RECIPE[@]}" --schedule cosine --val-every 500 \
   --log-every 50 --ckpt-every 500 --grid-every 5000 --ckpt-compact true --stop-after-min "$STOP_MIN" \
   --out "$DST" --no-progress "$@"
-python3 - "$DST" <<'PY'
+"$PY" - "$DST" <<'PY'
 import json, os, sys
 d = sys.argv[1]
 val = [json.loads(l) for l in open(os.path.join(d, "validation.jsonl"))] if os.path.exists(os.path.join(d, "validation.jsonl")) else []

@@ -2,7 +2,7 @@
 """Train the LFW identity classifier (62 identities, 64x64 or --size) that the faces RIC attacks.
 
 No public face-identity weights are available offline, so we train our own on
-the fixed LFW train split (../shared/data/README.md) and report its accuracy on
+the fixed LFW train split (docs/data.md) and report its accuracy on
 the test split. The input normalisation (train-split mean / std) is saved with
 the weights and applied inside the loaded classifier, so it takes [0, 1] images.
 
@@ -15,6 +15,7 @@ stays), augmentation by horizontal flips, 4-pixel reflect-padded random
 crops and +-10% brightness. The file is written atomically; an existing file is
 only replaced with --overwrite.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
     pad = F.pad(x, (4, 4, 4, 4), mode="reflect")
     dx, dy = torch.randint(0, 9, (B,), generator=g), torch.randint(0, 9, (B,), generator=g)
-    x = torch.stack([pad[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+    x = torch.stack([pad[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
     return (x * (0.9 + 0.2 * torch.rand(B, 1, 1, 1, generator=g))).clamp(0, 1)
 
 
@@ -46,24 +47,29 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     dev = next(model.parameters()).device
-    pred = torch.cat([model(x[i:i + 256].to(dev)).argmax(1).cpu() for i in range(0, len(x), 256)])
+    pred = torch.cat([model(x[i : i + 256].to(dev)).argmax(1).cpu() for i in range(0, len(x), 256)])
     return float((pred == y).float().mean())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output weights file")
-    ap.add_argument("--data", default=None, help="data folder (default: RIC_DATA or ../shared/data)")
+    ap.add_argument("--data", default=None, help="data folder (default: RIC_DATA)")
     ap.add_argument("--size", type=int, default=64, help="image size (default: %(default)s)")
     ap.add_argument("--epochs", type=int, default=40, help="(default: %(default)s)")
     ap.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     ap.add_argument("--label-smoothing", type=float, default=0.1, help="(default: %(default)s)")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda; data and augmentation stay on the CPU "
-                    "(default: %(default)s)")
-    ap.add_argument("--n-train", type=int, default=0,
-                    help="train on the first N training images only (0: all; for rehearsals of the scripts)")
+    ap.add_argument(
+        "--device", default="cpu", help="cpu or cuda; data and augmentation stay on the CPU (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--n-train",
+        type=int,
+        default=0,
+        help="train on the first N training images only (0: all; for rehearsals of the scripts)",
+    )
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = ap.parse_args()
 
@@ -72,7 +78,7 @@ def main() -> None:
     xtr, ytr = train.tensors()
     xte, yte = test.tensors()
     if args.n_train:
-        xtr, ytr = xtr[:args.n_train], ytr[:args.n_train]
+        xtr, ytr = xtr[: args.n_train], ytr[: args.n_train]
     classes = int(max(ytr.max(), yte.max())) + 1
     mean, std = xtr.mean((0, 2, 3)).tolist(), xtr.std((0, 2, 3)).tolist()
     print(f"LFW {args.size}x{args.size}: {len(xtr)} train / {len(xte)} test images, {classes} identities")
@@ -88,7 +94,7 @@ def main() -> None:
         model.train()
         perm = torch.randperm(len(xtr), generator=g)
         for i in range(0, len(xtr), args.batch_size):
-            idx = perm[i:i + args.batch_size]
+            idx = perm[i : i + args.batch_size]
             for group in opt.param_groups:
                 group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / total))
             xb, yb = augment(xtr[idx], g).to(args.device), ytr[idx].to(args.device)
@@ -98,13 +104,24 @@ def main() -> None:
             opt.step()
             step += 1
         if (epoch + 1) % 5 == 0 or epoch + 1 == args.epochs:
-            print(f"epoch {epoch + 1}: loss {float(loss.detach()):.3f} train acc {accuracy(model, xtr, ytr):.4f} "
-                  f"test acc {accuracy(model, xte, yte):.4f} ({time.time() - t0:.0f} s)", flush=True)
+            print(
+                f"epoch {epoch + 1}: loss {float(loss.detach()):.3f} train acc {accuracy(model, xtr, ytr):.4f} "
+                f"test acc {accuracy(model, xte, yte):.4f} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
     acc = accuracy(model, xte, yte)
-    blob = {"format": "ric-ext-lfw-classifier", "classes": classes, "widths": list(WIDTHS), "size": args.size,
-            "mean": mean, "std": std, "state_dict": {k: v.cpu() for k, v in model.net.state_dict().items()},
-            "test_accuracy": acc, "train_accuracy": accuracy(model, xtr, ytr),
-            "recipe": vars(args)}
+    blob = {
+        "format": "ric-ext-lfw-classifier",
+        "classes": classes,
+        "widths": list(WIDTHS),
+        "size": args.size,
+        "mean": mean,
+        "std": std,
+        "state_dict": {k: v.cpu() for k, v in model.net.state_dict().items()},
+        "test_accuracy": acc,
+        "train_accuracy": accuracy(model, xtr, ytr),
+        "recipe": vars(args),
+    }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write(args.out, lambda tmp: torch.save(blob, tmp), overwrite=args.overwrite)
     print(f"test accuracy {acc:.4f}; saved {args.out}")

@@ -1,8 +1,9 @@
 """ric_ext: recoverable privacy-preserving image classification (RIC) for PyTorch.
 
 Fused C++/CUDA kernels (:mod:`ric_ext.ops`) with pure-PyTorch references.
-See README.md and ../shared/SPEC.md for the scheme.
+See README.md and docs/scheme.md for the scheme.
 """
+
 import importlib.machinery as _machinery
 import os as _os
 import sys as _sys
@@ -36,16 +37,39 @@ def _add_installed_native_dir() -> None:
 
 _add_installed_native_dir()
 
-from ._native import build_info  # noqa: E402
 from . import models, ops  # noqa: E402
+from ._native import build_info  # noqa: E402
 from .cipher import Cipher, Ciphertext  # noqa: E402
-from .errors import (CheckpointError, CiphertextFormatError, KeyFileError, ModelMismatchError,  # noqa: E402
-                     RicError, TamperedError, WrongKeyError)
+from .errors import (  # noqa: E402
+    CheckpointError,
+    CiphertextFormatError,
+    KeyFileError,
+    ModelMismatchError,
+    RicError,
+    TamperedError,
+    WrongKeyError,
+)
 from .evaluate import evaluate  # noqa: E402
 from .keys import Key  # noqa: E402
 from .nae import NAEConfig, NAEGenerator  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["build_info", "ops", "models", "Cipher", "Ciphertext", "Key", "NAEConfig", "NAEGenerator", "evaluate",
-           "RicError", "WrongKeyError", "TamperedError", "CiphertextFormatError", "ModelMismatchError",
-           "KeyFileError", "CheckpointError", "__version__"]
+__all__ = [
+    "build_info",
+    "ops",
+    "models",
+    "Cipher",
+    "Ciphertext",
+    "Key",
+    "NAEConfig",
+    "NAEGenerator",
+    "evaluate",
+    "RicError",
+    "WrongKeyError",
+    "TamperedError",
+    "CiphertextFormatError",
+    "ModelMismatchError",
+    "KeyFileError",
+    "CheckpointError",
+    "__version__",
+]

@@ -3,6 +3,7 @@
 The native core is torch-free: a tensor crosses as its data pointer plus the
 device index (-1 for CPU) and, on CUDA, the caller's current stream.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -13,8 +14,7 @@ try:
     from . import _C  # type: ignore[attr-defined]
 except ImportError as exc:  # pragma: no cover - only when the build is missing
     raise ImportError(
-        "ric_ext's native module is missing; install the package with `pip install .` "
-        f"(import error: {exc})"
+        f"ric_ext's native module is missing; install the package with `pip install .` (import error: {exc})"
     ) from exc
 
 

@@ -11,26 +11,34 @@ the shape, and each row's arithmetic then does not depend on its companions or
 position (tests/test_batching.py checks this on the bundled networks), so an
 image decrypts to the same bytes alone, in any order, or in any batch size.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .checks import check_int
+
 Tensors = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
+#: The networks' micro-batch unless a caller says otherwise (stored in every ciphertext header).
+DEFAULT_MICRO_BATCH = 32
 
 
 def check_micro_batch(micro_batch: Optional[int]) -> Optional[int]:
     """``micro_batch`` if it is None or an int >= 1, else ValueError naming it."""
-    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
-                                    or micro_batch < 1):
-        raise ValueError(f"micro_batch must be an int >= 1 or None, got {micro_batch!r}")
-    return micro_batch
+    return None if micro_batch is None else check_int("micro_batch", micro_batch, 1)
+
+
+def batch_slices(n: int, size: int) -> Iterator[slice]:
+    """Slices of ``range(n)`` of ``size`` rows each (the last may be shorter): how every batch is cut."""
+    check_int("size", size, 1)
+    return (slice(i, min(i + size, n)) for i in range(0, n, size))
 
 
 def fast_layout(t: torch.Tensor) -> torch.Tensor:
     """Images in channels-last layout on the CPU, where oneDNN's convolutions run ~1.2-1.4x faster
-    with it (measured on the bundled networks; NOTES.md); unchanged elsewhere."""
+    with it (measured on the bundled networks; docs/benchmarks.md); unchanged elsewhere."""
     if t.dim() == 4 and t.device.type == "cpu":
         return t.contiguous(memory_format=torch.channels_last)
     return t
@@ -54,8 +62,8 @@ def run_chunked(fn: Callable[..., Tensors], inputs: Sequence[torch.Tensor], micr
     if check_micro_batch(micro_batch) is None or n == 0:
         return fn(*inputs)
     outs = []
-    for i in range(0, n, micro_batch):
-        part = [t[i:i + micro_batch] for t in inputs]
+    for sl in batch_slices(n, micro_batch):
+        part = [t[sl] for t in inputs]
         m = part[0].shape[0]
         res = fn(*[pad_rows(t, micro_batch) for t in part])
         outs.append(tuple(r[:m] for r in res) if isinstance(res, tuple) else res[:m])

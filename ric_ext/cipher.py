@@ -14,6 +14,7 @@ replays exactly that many steps (:meth:`ric_ext.nae.NAEGenerator.replay`).
 Format version 1 ciphertexts (no step counts; fixed steps with the authors'
 early stop) still decrypt.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,12 +25,13 @@ import torch
 from torch import nn
 
 from . import ops
-from .batching import check_micro_batch, fast_layout, run_chunked
+from .batching import DEFAULT_MICRO_BATCH, batch_slices, check_micro_batch, fast_layout, run_chunked
+from .checks import check_int
 from .errors import CiphertextFormatError, ModelMismatchError, WrongKeyError
 from .keys import Key
 from .models.classifiers import fingerprint
 from .models.networks import RIC
-from .nae import NAEConfig, NAEGenerator
+from .nae import NAEConfig, NAEGenerator, StopRule
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -58,18 +60,23 @@ class Ciphertext:
     def __len__(self) -> int:
         return self.pixels.shape[0]
 
-    def __getitem__(self, idx: Union[int, slice]) -> "Ciphertext":
+    def __getitem__(self, idx: Union[int, slice]) -> Ciphertext:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1 if idx != -1 else None)
-        return Ciphertext(self.pixels[idx], self.nonces[idx], self.labels[idx], dict(self.header),
-                          None if self.steps is None else self.steps[idx])
+        return Ciphertext(
+            self.pixels[idx],
+            self.nonces[idx],
+            self.labels[idx],
+            dict(self.header),
+            None if self.steps is None else self.steps[idx],
+        )
 
     def as_float(self) -> torch.Tensor:
         """Pixels as float32 in [0, 1] (q / 255): what a cloud classifier receives."""
         return self.pixels.float() / 255.0
 
     @staticmethod
-    def cat(items: list) -> "Ciphertext":
+    def cat(items: list) -> Ciphertext:
         if not items:
             raise ValueError("cannot concatenate an empty list of ciphertexts")
         if any(c.header != items[0].header for c in items):
@@ -78,8 +85,13 @@ class Ciphertext:
         if len(has_steps) > 1:
             raise ValueError("cannot concatenate ciphertexts with and without step counts (format versions differ)")
         steps = torch.cat([c.steps for c in items]) if has_steps == {True} else None
-        return Ciphertext(torch.cat([c.pixels for c in items]), torch.cat([c.nonces for c in items]),
-                          torch.cat([c.labels for c in items]), dict(items[0].header), steps)
+        return Ciphertext(
+            torch.cat([c.pixels for c in items]),
+            torch.cat([c.nonces for c in items]),
+            torch.cat([c.labels for c in items]),
+            dict(items[0].header),
+            steps,
+        )
 
 
 class Cipher:
@@ -99,8 +111,16 @@ class Cipher:
         step_impl: how NAE steps run (see :class:`~ric_ext.nae.NAEGenerator`).
     """
 
-    def __init__(self, model: RIC, classifier: nn.Module, key: Key, nae: NAEConfig = NAEConfig(),
-                 batch_size: int = 256, micro_batch: Optional[int] = 32, step_impl: str = "auto"):
+    def __init__(
+        self,
+        model: RIC,
+        classifier: nn.Module,
+        key: Key,
+        nae: NAEConfig = NAEConfig(),
+        batch_size: int = 256,
+        micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
+        step_impl: str = "auto",
+    ):
         if not isinstance(model, RIC):
             raise TypeError(f"model must be a ric_ext RIC module, got {type(model).__name__}")
         if not isinstance(key, Key):
@@ -108,8 +128,7 @@ class Cipher:
         self.model = model.eval()
         self.classifier = classifier.eval()
         self.key = key
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_int("batch_size", batch_size, 1)
         self.micro_batch = check_micro_batch(micro_batch)
         self.nae = NAEGenerator(self.classifier, nae, step_impl=step_impl, micro_batch=micro_batch)
         self.batch_size = batch_size
@@ -122,17 +141,26 @@ class Cipher:
         return self.nae.device
 
     def header(self) -> dict:
-        return {"format": "ric-ext-ciphertext", "version": FORMAT_VERSION, "lam": self.model.lam,
-                "nae": self.nae.config.to_dict(), "micro_batch": self.micro_batch, "model": fingerprint(self.model),
-                "classifier": fingerprint(self.classifier), "key_id": self.key.key_id}
+        return {
+            "format": "ric-ext-ciphertext",
+            "version": FORMAT_VERSION,
+            "lam": self.model.lam,
+            "nae": self.nae.config.to_dict(),
+            "micro_batch": self.micro_batch,
+            "model": fingerprint(self.model),
+            "classifier": fingerprint(self.classifier),
+            "key_id": self.key.key_id,
+        }
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """The classifier's labels for (B, C, H, W) images in [0, 1] (float) or uint8."""
         if images.dtype == torch.uint8:
             images = images.float() / 255.0
-        out = [self.classifier(images[i:i + self.batch_size].to(self.device)).argmax(1)
-               for i in range(0, images.shape[0], self.batch_size)]
+        out = [
+            self.classifier(images[sl].to(self.device)).argmax(1)
+            for sl in batch_slices(images.shape[0], self.batch_size)
+        ]
         return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.int64)
 
     def classify(self, ct: Ciphertext) -> torch.Tensor:
@@ -168,9 +196,8 @@ class Cipher:
             raise ValueError(f"nonces must be a ({B}, 12) uint8 tensor")
         labels = self.predict(x)
         pixels, steps = [], []
-        for i in range(0, B, self.batch_size):
-            xb = x[i:i + self.batch_size].to(self.device)
-            pix, n = self._encrypt_batch(xb, nonces[i:i + self.batch_size], labels[i:i + self.batch_size])
+        for sl in batch_slices(B, self.batch_size):
+            pix, n = self._encrypt_batch(x[sl].to(self.device), nonces[sl], labels[sl])
             pixels.append(pix.cpu())
             steps.append(n)
         pix = torch.cat(pixels) if pixels else torch.zeros((0, *x.shape[1:]), dtype=torch.uint8)
@@ -194,24 +221,12 @@ class Cipher:
         if self.nae.config.stop != "ciphertext":
             res = self.nae.generate(key, nonces, labels, shape)
             return run_chunked(self._encode, (x, res.z), mb), res.steps
-        # Ciphertext rule: encode the current NAEs of the active samples and stop those the
-        # classifier already labels y with margin ct_margin; their ciphertexts are kept as made.
+        # Ciphertext rule: the check encodes the current NAEs of the active samples and stops those
+        # the classifier already labels y with margin ct_margin; their ciphertexts come back as made.
         feats = run_chunked(lambda xx: self.model.features(fast_layout(xx)), (x,), mb)
-        y = labels.to(x.device)
-        pix = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
-        made = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-
-        def stop_fn(z: torch.Tensor, idx: torch.Tensor, t: int) -> torch.Tensor:
-            with torch.no_grad():
-                c8 = run_chunked(self._encode_features, (feats[idx], z), mb)
-                logits = run_chunked(lambda c: self.classifier(fast_layout(c.float() / 255.0)), (c8,), mb)
-            done = ops.margin(logits, y[idx]) >= self.nae.config.ct_margin
-            pix[idx[done]] = c8[done]
-            made[idx[done]] = True
-            return done
-
-        res = self.nae.generate(key, nonces, labels, shape, stop_fn=stop_fn)
-        rest = ~made
+        res = self.nae.generate(key, nonces, labels, shape, rule=_CiphertextCheck(self, feats, labels.to(x.device)))
+        pix = res.made if res.made is not None else torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
+        rest = ~res.made_mask.to(x.device)
         if bool(rest.any()):  # hit the step bound without passing the check
             pix[rest] = run_chunked(self._encode_features, (feats[rest], res.z[rest]), mb)
         return pix, res.steps
@@ -254,12 +269,14 @@ class Cipher:
         """
         cfg = NAEConfig.from_dict(ct.header["nae"])
         mb = ct.header.get("micro_batch")
-        gen = (self.nae if (cfg, mb) == (self.nae.config, self.nae.micro_batch)
-               else NAEGenerator(self.classifier, cfg, step_impl=self.nae.step_impl, micro_batch=mb))
+        gen = (
+            self.nae
+            if (cfg, mb) == (self.nae.config, self.nae.micro_batch)
+            else NAEGenerator(self.classifier, cfg, step_impl=self.nae.step_impl, micro_batch=mb)
+        )
         noise_key = (key or self.key).noise_key
         out = []
-        for i in range(0, len(ct), self.batch_size):
-            sl = slice(i, i + self.batch_size)
+        for sl in batch_slices(len(ct), self.batch_size):
             shape = ct.pixels.shape[1:]
             if ct.steps is None:
                 out.append(gen(noise_key, ct.nonces[sl], ct.labels[sl], shape))
@@ -277,8 +294,7 @@ class Cipher:
         attacks decode with other NAEs or modified pixels. Returns (B, C, H, W)
         float32 in [0, 1] on the CPU.
         """
-        x_hat = run_chunked(self._decode, (ct.pixels.to(self.device), z.to(self.device)),
-                            ct.header.get("micro_batch"))
+        x_hat = run_chunked(self._decode, (ct.pixels.to(self.device), z.to(self.device)), ct.header.get("micro_batch"))
         return x_hat.cpu()
 
     @torch.no_grad()
@@ -289,6 +305,23 @@ class Cipher:
         ModelMismatchError when the ciphertext does not belong to this cipher.
         """
         self.check_header(ct)
-        out = [self.decode(part, self.regenerate(part))
-               for part in (ct[i:i + self.batch_size] for i in range(0, len(ct), self.batch_size))]
+        out = [
+            self.decode(part, self.regenerate(part))
+            for part in (ct[sl] for sl in batch_slices(len(ct), self.batch_size))
+        ]
         return torch.cat(out) if out else torch.zeros(ct.pixels.shape, dtype=torch.float32)
+
+
+class _CiphertextCheck(StopRule):
+    """The ``"ciphertext"`` stop rule for one batch: encode the current NAEs with the batch's encoder
+    features and stop the images whose ciphertext the classifier labels y with margin ct_margin."""
+
+    def __init__(self, cipher: Cipher, feats: torch.Tensor, labels: torch.Tensor):
+        self.cipher, self.feats, self.labels = cipher, feats, labels
+
+    @torch.no_grad()
+    def check(self, z: torch.Tensor, idx: torch.Tensor, t: int) -> tuple:
+        c, mb = self.cipher, self.cipher.micro_batch
+        c8 = run_chunked(c._encode_features, (self.feats[idx], z), mb)
+        logits = run_chunked(lambda p: c.classifier(fast_layout(p.float() / 255.0)), (c8,), mb)
+        return ops.margin(logits, self.labels[idx]) >= c.nae.config.ct_margin, c8

@@ -1,11 +1,12 @@
-"""Datasets: the shared SVHN / CIFAR-10 / LFW files with their fixed splits
-(../shared/data/README.md) and any folder of images for users' own data.
+"""Datasets: SVHN / CIFAR-10 / LFW files with fixed splits (docs/data.md) and any
+folder of images for users' own data.
 
 Every dataset yields ``(image, label)`` with image a (C, H, W) float32 tensor
 in [0, 1]. The data folder comes from the ``data`` argument, else the
-``RIC_DATA`` environment variable, else ``../shared/data`` (relative to the
-working directory). Nothing in the package requires these files.
+``RIC_DATA`` environment variable; there is no default (the package never
+assumes where a machine keeps data). Nothing in the package requires these files.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,7 +24,14 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def data_dir(data: Optional[PathLike] = None) -> str:
-    return os.fspath(data or os.environ.get("RIC_DATA") or os.path.join("..", "shared", "data"))
+    """The data folder: ``data``, else ``RIC_DATA``; FileNotFoundError when neither names an existing folder."""
+    path = data or os.environ.get("RIC_DATA")
+    if not path:
+        raise FileNotFoundError("no data folder given: pass --data DIR (Python: data=DIR) or set RIC_DATA")
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"data folder not found: {path} (from {'--data' if data else 'RIC_DATA'})")
+    return path
 
 
 def _need(path: str) -> str:
@@ -102,7 +110,7 @@ def lfw(split: str = "train", data: Optional[PathLike] = None, size: int = 160, 
                 arr = _decode(raw, None, 3)
                 h, w = arr.shape[:2]
                 top, left = (h - crop) // 2, (w - crop) // 2
-                arr = arr[top:top + crop, left:left + crop]
+                arr = arr[top : top + crop, left : left + crop]
                 if size != crop:
                     from PIL import Image
 
@@ -131,7 +139,9 @@ class ImageFolder(Dataset):
         self.files.sort()
         if not self.files:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
-        classes = sorted({os.path.relpath(f, root).split(os.sep)[0] for f in self.files if os.sep in os.path.relpath(f, root)})
+        classes = sorted(
+            {os.path.relpath(f, root).split(os.sep)[0] for f in self.files if os.sep in os.path.relpath(f, root)}
+        )
         self.class_index = {c: i for i, c in enumerate(classes)}
 
     def __len__(self) -> int:

@@ -1,5 +1,6 @@
 """``python -m ric_ext demo``: encrypt -> classify -> decrypt the bundled sample
 images with the bundled weights, on CPU, in well under a minute."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,10 @@ from .evaluate import evaluate, format_table, write_report
 from .keys import Key
 from .models.registry import ASSETS, bundled_model_path, load_classifier, load_ric
 
-NOTE = ("bundled model: RIC width 32 trained on CPU (about 25,000 steps), not paper-grade; "
-        "see ric_ext/assets/PROVENANCE.md for its measured quality")
+NOTE = (
+    "bundled model: RIC width 32 trained on CPU (about 25,000 steps), not paper-grade; "
+    "see ric_ext/assets/PROVENANCE.md for its measured quality"
+)
 
 
 def load_samples() -> tuple:

@@ -1,8 +1,9 @@
-"""Evaluation protocol of SPEC.md: accuracy in both domains, recovery quality,
+"""Evaluation protocol of docs/scheme.md: accuracy in both domains, recovery quality,
 dissimilarity of the ciphertext, and key sensitivity (decryption with another
 key). ``evaluate`` returns a dict; ``write_report`` writes JSON, Markdown and an
 image grid (plaintext | ciphertext | recovered | wrong key).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from torch import nn
 
 from . import data as data_mod
 from . import metrics
+from .batching import DEFAULT_MICRO_BATCH, batch_slices
 from .cipher import Cipher
 from .io_utils import atomic_write_bytes
 from .keys import Key
@@ -22,10 +24,19 @@ from .nae import NAEConfig
 
 
 @torch.no_grad()
-def evaluate(model: RIC, classifier: nn.Module, images: torch.Tensor, labels: Optional[torch.Tensor] = None,
-             key: Optional[Key] = None, nae: NAEConfig = NAEConfig(), batch_size: int = 256,
-             micro_batch: Optional[int] = 32, wrong_key: bool = True, metric_mode: str = "ours",
-             nonces: Optional[torch.Tensor] = None) -> dict:
+def evaluate(
+    model: RIC,
+    classifier: nn.Module,
+    images: torch.Tensor,
+    labels: Optional[torch.Tensor] = None,
+    key: Optional[Key] = None,
+    nae: NAEConfig = NAEConfig(),
+    batch_size: int = 256,
+    micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
+    wrong_key: bool = True,
+    metric_mode: str = "ours",
+    nonces: Optional[torch.Tensor] = None,
+) -> dict:
     """Run encrypt -> classify -> decrypt on (B, C, H, W) images in [0, 1]; returns metrics and tensors.
 
     ``nonces`` ((B, 12) uint8; default: fresh random ones) fixes the NAEs, so repeated
@@ -44,8 +55,8 @@ def evaluate(model: RIC, classifier: nn.Module, images: torch.Tensor, labels: Op
     pred_plain, pred_cipher = ct.labels, cipher.classify(ct)
     # Key sensitivity: what a holder of another key gets (same public nonces, labels and step counts).
     wrong = []
-    for i in range(0, len(ct), batch_size) if wrong_key else ():
-        part = ct[i:i + batch_size]
+    for sl in batch_slices(len(ct), batch_size) if wrong_key else ():
+        part = ct[sl]
         wrong.append(cipher.decode(part, cipher.regenerate(part, key=Key.generate())))
     x_wrong = torch.cat(wrong) if wrong else torch.full_like(images, float("nan"))
     c = ct.as_float()
@@ -80,20 +91,29 @@ def evaluate(model: RIC, classifier: nn.Module, images: torch.Tensor, labels: Op
 def format_table(res: dict) -> str:
     rows = [("images", f"{res['n']}")]
     if "acc_plain" in res:
-        rows += [("accuracy on plaintext", f"{100 * res['acc_plain']:.2f}%"),
-                 ("accuracy on ciphertext", f"{100 * res['acc_cipher']:.2f}%")]
-    rows += [("label agreement (cipher vs plain)", f"{100 * res['agreement']:.2f}%"),
-             ("recovery PSNR", f"{res['psnr']:.2f} dB" + (f" ({res['psnr_exact']} exact, counted as "
-                                                            f"{metrics.PSNR_CAP:.0f} dB)" if res.get("psnr_exact") else "")),
-             ("recovery SSIM", f"{res['ssim']:.4f}"),
-             ("recovery MAE (0-255)", f"{res['mae']:.3f}"),
-             ("ciphertext vs plaintext PSNR", f"{res['cipher_psnr']:.2f} dB"),
-             ("ciphertext vs plaintext SSIM", f"{res['cipher_ssim']:.4f}"),
-             ("wrong-key decryption PSNR", f"{res['wrong_key_psnr']:.2f} dB")]
+        rows += [
+            ("accuracy on plaintext", f"{100 * res['acc_plain']:.2f}%"),
+            ("accuracy on ciphertext", f"{100 * res['acc_cipher']:.2f}%"),
+        ]
+    rows += [
+        ("label agreement (cipher vs plain)", f"{100 * res['agreement']:.2f}%"),
+        (
+            "recovery PSNR",
+            f"{res['psnr']:.2f} dB"
+            + (f" ({res['psnr_exact']} exact, counted as {metrics.PSNR_CAP:.0f} dB)" if res.get("psnr_exact") else ""),
+        ),
+        ("recovery SSIM", f"{res['ssim']:.4f}"),
+        ("recovery MAE (0-255)", f"{res['mae']:.3f}"),
+        ("ciphertext vs plaintext PSNR", f"{res['cipher_psnr']:.2f} dB"),
+        ("ciphertext vs plaintext SSIM", f"{res['cipher_ssim']:.4f}"),
+        ("wrong-key decryption PSNR", f"{res['wrong_key_psnr']:.2f} dB"),
+    ]
     if res.get("metric_mode") == "paper":
-        rows += [("authors' PSNR (unrounded float x_hat)", f"{res['psnr_paper']:.2f} dB"),
-                 ("authors' SSIM (uniform 11x11, their call)", f"{res['ssim_paper']:.4f}"),
-                 ("SSIM, scikit-image default (uniform 7x7)", f"{res['ssim_skimage_default']:.4f}")]
+        rows += [
+            ("authors' PSNR (unrounded float x_hat)", f"{res['psnr_paper']:.2f} dB"),
+            ("authors' SSIM (uniform 11x11, their call)", f"{res['ssim_paper']:.4f}"),
+            ("SSIM, scikit-image default (uniform 7x7)", f"{res['ssim_skimage_default']:.4f}"),
+        ]
     if "nae_steps_mean" in res:
         rows.append(("NAE steps per image (mean / max)", f"{res['nae_steps_mean']:.1f} / {res['nae_steps_max']}"))
     w = max(len(a) for a, _ in rows)
@@ -110,6 +130,7 @@ def write_report(res: dict, out_dir: str, n_grid: int = 8) -> None:
     t = res["_tensors"]
     k = min(n_grid, t["plain"].shape[0])
     if k:
-        rows = [torch.cat([t["plain"][i], t["cipher"][i], t["recovered"][i], t["wrong_key"][i]], dim=-1)
-                for i in range(k)]
+        rows = [
+            torch.cat([t["plain"][i], t["cipher"][i], t["recovered"][i], t["wrong_key"][i]], dim=-1) for i in range(k)
+        ]
         data_mod.save_image(os.path.join(out_dir, "grid.png"), torch.cat(rows, dim=-2), overwrite=True)

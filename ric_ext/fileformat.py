@@ -8,6 +8,7 @@ Reading checks, in order: readable and complete PNG with a header
 (CiphertextFormatError), same key (WrongKeyError), tag (TamperedError). The
 model/classifier fingerprints are checked by :meth:`Cipher.decrypt`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,7 @@ from typing import Union
 import numpy as np
 import torch
 
+from .checks import check_int
 from .cipher import READABLE_VERSIONS, Ciphertext
 from .errors import CiphertextFormatError, TamperedError, WrongKeyError
 from .io_utils import atomic_write
@@ -54,8 +56,10 @@ def write_png(path: PathLike, ct: Ciphertext, key: Key, *, overwrite: bool = Fal
     info = PngImagePlugin.PngInfo()
     info.add_text(HEADER_CHUNK, hbytes.decode("utf-8"))
     info.add_text(MAC_CHUNK, _tag(key.mac_key, hbytes, pix))
-    img = Image.fromarray(pix[0] if pix.shape[0] == 1 else np.ascontiguousarray(pix.transpose(1, 2, 0)),
-                          mode="L" if pix.shape[0] == 1 else "RGB")
+    img = Image.fromarray(
+        pix[0] if pix.shape[0] == 1 else np.ascontiguousarray(pix.transpose(1, 2, 0)),
+        mode="L" if pix.shape[0] == 1 else "RGB",
+    )
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG", pnginfo=info), overwrite=overwrite)
 
 
@@ -85,8 +89,7 @@ def read_png(path: PathLike, key: Key) -> Ciphertext:
         steps = None
         if header["version"] >= 2:
             steps = header["steps"]
-            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-                raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+            check_int("steps", steps, 0)
         nonce = bytes.fromhex(header["nonce"])
         label = int(header["label"])
         shape = [int(s) for s in header["shape"]]
@@ -104,7 +107,10 @@ def read_png(path: PathLike, key: Key) -> Ciphertext:
     if not hmac.compare_digest(expected, text[MAC_CHUNK]):
         raise TamperedError(f"{path}: authentication failed: pixels or header were modified")
     common = {k: v for k, v in header.items() if k not in ("nonce", "label", "shape", "steps")}
-    return Ciphertext(torch.from_numpy(pix).unsqueeze(0), torch.tensor([list(nonce)], dtype=torch.uint8),
-                      torch.tensor([label], dtype=torch.int64), common,
-                      None if steps is None else torch.tensor([steps], dtype=torch.int64))
-
+    return Ciphertext(
+        torch.from_numpy(pix).unsqueeze(0),
+        torch.tensor([list(nonce)], dtype=torch.uint8),
+        torch.tensor([label], dtype=torch.int64),
+        common,
+        None if steps is None else torch.tensor([steps], dtype=torch.int64),
+    )

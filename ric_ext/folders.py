@@ -4,6 +4,7 @@ Outputs mirror the input tree as ``<output>/<relative path>.png``. Every file
 is written atomically, and nothing that exists is ever overwritten: all output
 paths are checked before any work starts (and again at each write).
 """
+
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ from typing import Callable, Dict, Iterator, List, Tuple, Union
 
 import torch
 
+from .batching import batch_slices
 from .cipher import Cipher, Ciphertext
 from .data import IMAGE_EXTENSIONS, load_image, save_image
 from .fileformat import read_png, write_png
@@ -39,8 +41,9 @@ def plan_outputs(inp: PathLike, out: PathLike) -> List[Tuple[str, str]]:
     outs = [os.path.join(out, os.path.splitext(os.path.relpath(f, base))[0] + ".png") for f in files]
     clash = [o for o in outs if os.path.exists(o)]
     if clash:
-        raise FileExistsError(f"refusing to overwrite {len(clash)} existing file(s), e.g. {clash[0]}; "
-                              "choose an empty output folder")
+        raise FileExistsError(
+            f"refusing to overwrite {len(clash)} existing file(s), e.g. {clash[0]}; choose an empty output folder"
+        )
     if len(set(outs)) != len(outs):
         raise ValueError("two inputs map to the same output name (e.g. a.png and a.jpg); rename one")
     return list(zip(files, outs))
@@ -54,9 +57,9 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def _groups(pairs: List[Tuple[str, str]], load: Callable, batch_size: int) -> Iterator[tuple]:
     """Chunks of up to ``batch_size`` files, loaded and grouped by image shape (so each group is one batch)."""
-    for i in range(0, len(pairs), batch_size):
+    for sl in batch_slices(len(pairs), batch_size):
         by_shape: Dict[tuple, list] = {}
-        for f, o in pairs[i:i + batch_size]:
+        for f, o in pairs[sl]:
             item = load(f)
             by_shape.setdefault(tuple(_shape(item)), []).append((item, o))
         yield from by_shape.values()

@@ -6,6 +6,7 @@ ciphertext files (HMAC-SHA256). The key never appears in ``repr``, ``str``,
 logs or exception messages; its public ``key_id`` (an HMAC of a constant) lets
 a file say "made under another key" without revealing anything.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +16,7 @@ import os
 import stat
 from typing import Union
 
+from .checks import check_int
 from .errors import KeyFileError
 from .io_utils import atomic_write_bytes
 
@@ -46,22 +48,22 @@ class Key:
             raise ValueError(f"key material must be {KEY_BYTES} bytes, got {len(secret)}")
         self._secret = bytes(secret)
 
-    def with_flipped_bit(self, bit: int) -> "Key":
+    def with_flipped_bit(self, bit: int) -> Key:
         """This key with one bit of its secret flipped: for key-sensitivity tests (``evaluate --attacks``)."""
-        if isinstance(bit, bool) or not isinstance(bit, int) or not 0 <= bit < 8 * KEY_BYTES:
-            raise ValueError(f"bit must be an int in [0, {8 * KEY_BYTES}), got {bit!r}")
+        check_int("bit", bit, 0, 8 * KEY_BYTES)
         b = bytearray(self._secret)
         b[bit // 8] ^= 1 << (bit % 8)
         return Key(bytes(b))
 
     @classmethod
-    def generate(cls) -> "Key":
+    def generate(cls) -> Key:
         """A fresh random key from the OS's CSPRNG."""
         return cls(os.urandom(KEY_BYTES))
 
     @classmethod
-    def from_passphrase(cls, passphrase: Union[str, bytes], salt: bytes, *, n: int = 2**15, r: int = 8,
-                        p: int = 1) -> "Key":
+    def from_passphrase(
+        cls, passphrase: Union[str, bytes], salt: bytes, *, n: int = 2**15, r: int = 8, p: int = 1
+    ) -> Key:
         """scrypt(passphrase, salt) -> key. Use a random salt of >= 16 bytes and keep it with the data."""
         if isinstance(passphrase, str):
             passphrase = passphrase.encode("utf-8")
@@ -69,8 +71,9 @@ class Key:
             raise ValueError("passphrase must be a non-empty str or bytes")
         if not isinstance(salt, (bytes, bytearray)) or len(salt) < 8:
             raise ValueError("salt must be bytes of length >= 8 (16 random bytes recommended)")
-        secret = hashlib.scrypt(passphrase, salt=bytes(salt), n=n, r=r, p=p, maxmem=256 * r * n + 2**20,
-                                dklen=KEY_BYTES)
+        secret = hashlib.scrypt(
+            passphrase, salt=bytes(salt), n=n, r=r, p=p, maxmem=256 * r * n + 2**20, dklen=KEY_BYTES
+        )
         return cls(secret)
 
     # -- subkeys ---------------------------------------------------------------
@@ -96,7 +99,7 @@ class Key:
         atomic_write_bytes(path, blob, mode=0o600, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: PathLike) -> "Key":
+    def load(cls, path: PathLike) -> Key:
         """Read a key file written by :meth:`save`. Refuses files readable by group/others."""
         path = os.fspath(path)
         try:
@@ -104,8 +107,10 @@ class Key:
         except FileNotFoundError:
             raise KeyFileError(f"key file not found: {path}") from None
         if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(f"key file {path} is accessible by group/others (mode {oct(st.st_mode & 0o777)}); "
-                               f"run `chmod 600 {path}`")
+            raise KeyFileError(
+                f"key file {path} is accessible by group/others (mode {oct(st.st_mode & 0o777)}); "
+                f"run `chmod 600 {path}`"
+            )
         try:
             with open(path, "rb") as f:
                 d = json.loads(f.read(4096).decode("utf-8"))

@@ -1,4 +1,4 @@
-"""Evaluation metrics exactly as SPEC.md's protocol.
+"""Evaluation metrics exactly as the evaluation protocol of docs/scheme.md.
 
 Images are (B, C, H, W) float in [0, 1] (or uint8). PSNR, SSIM and the mean
 absolute error compare the 8-bit images round(255 x), data range 255, and are
@@ -7,6 +7,7 @@ scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=255)``: an 11x11 Gaussian window,
 per channel, averaged over the valid (uncropped) region.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,9 @@ def to_uint8_grid(x: torch.Tensor) -> torch.Tensor:
 
 def _check(a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape != b.shape or a.dim() != 4:
-        raise ValueError(f"images must both be (B, C, H, W) of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"images must both be (B, C, H, W) of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -111,8 +114,9 @@ def ssim_uniform(x: torch.Tensor, y: torch.Tensor, win_size: int = 7, data_range
     if win_size < 3 or win_size % 2 == 0:
         raise ValueError(f"win_size must be odd and >= 3, got {win_size}")
     if min(x.shape[-2:]) < win_size:
-        raise ValueError(f"SSIM with a {win_size}x{win_size} window needs images at least that large, "
-                         f"got {tuple(x.shape[-2:])}")
+        raise ValueError(
+            f"SSIM with a {win_size}x{win_size} window needs images at least that large, got {tuple(x.shape[-2:])}"
+        )
     a, b = x.double(), y.double()
     B, C, H, W = a.shape
     k = torch.full((1, 1, win_size, win_size), 1.0 / win_size**2, dtype=torch.float64)

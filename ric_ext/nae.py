@@ -1,4 +1,4 @@
-"""Noise-like adversarial examples (NAE): the targeted C&W attack of SPEC.md,
+"""Noise-like adversarial examples (NAE): the targeted C&W attack of docs/scheme.md#nae,
 started from key-seeded noise, with no distance term.
 
     z = (tanh(w) + 1) / 2,  w0 = atanh(2 z0 - 1),  z0 = keyed_uniform(key, nonce)
@@ -13,9 +13,9 @@ How long each image is attacked is decided per image by a *stop rule*
   ``check_margin`` (default "kappa"; None: every sample; a check costs an
   encoder pass). Label agreement holds by construction. With the gate, an
   image's step count depends on x only when its first check fails. Needs a
-  ``stop_fn`` from the caller (:class:`ric_ext.cipher.Cipher` provides it; it
-  runs the encoder, and the ciphertext made in the passing check is the one
-  returned).
+  :class:`StopRule` from the caller (:class:`ric_ext.cipher.Cipher` passes one
+  that runs the encoder); what the passing check made (the ciphertext) comes
+  back in ``NAEResult.made``, so the loop never writes into its caller's state.
 - ``"margin"``: stop as soon as the NAE's own margin
   f(z)_y - max_{j != y} f(z)_j reaches kappa + extra_margin. Needs no encoder
   (training uses it); agreement is then likely, not guaranteed.
@@ -41,71 +41,96 @@ Fused kernels: ``keyed_uniform`` (noise and its tanh-space start),
 CUDA the classifier forward + backward + margin of each step is replayed from
 a CUDA graph captured per batch-size bucket (:mod:`ric_ext.nae_step`).
 """
+
 from __future__ import annotations
 
+import abc
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from . import ops
+from .checks import check_int
 from .nae_step import make_step
 from .ops.keystream import KeyLike
+from .options import opt
 
 STOP_RULES = ("margin", "ciphertext", "fixed")
 
-# stop_fn(z_active, index_active, t) -> (n_active,) bool: which of the active
-# samples (global batch indices ``index_active``, their current NAEs
-# ``z_active`` after ``t`` Adam updates) are done.
-StopFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+class StopRule(abc.ABC):
+    """The caller's test of the ``"ciphertext"`` rule, passed down into the attack loop."""
+
+    @abc.abstractmethod
+    def check(self, z: torch.Tensor, idx: torch.Tensor, t: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Which of some active images are done after ``t`` Adam updates.
+
+        Args:
+            z: (n, C, H, W) their current NAEs.
+            idx: (n,) int64 their indices in the batch being attacked.
+            t: the number of updates so far.
+        Returns:
+            ``(done, made)``: an (n,) bool mask, and what the check made for each of the n
+            images (e.g. its ciphertext; a tensor with n rows) or None. The attack returns the
+            ``made`` rows of the images it stopped in ``NAEResult.made``.
+        """
+
+
+def parse_check_margin(v: str) -> Union[float, str, None]:
+    """Command-line form of ``NAEConfig.check_margin``: a number, 'kappa' or 'none'."""
+    if v.lower() == "none":
+        return None
+    return v if v == "kappa" else float(v)
 
 
 @dataclass(frozen=True)
 class NAEConfig:
-    """Attack settings.
+    """Attack settings (each field's help below is also its ``--nae-*`` command-line help).
 
-    SPEC: SVHN c=10, kappa=5; CIFAR-10 kappa=5 (150 steps); VGGFace2 kappa=10 (300 steps).
-
-    Attributes:
-        c, kappa, lr: the C&W weight and confidence, Adam's learning rate.
-        steps: ``"fixed"``: the number of iterations; adaptive rules: the most
-            Adam updates any image may take (``max_steps``).
-        stop: ``"ciphertext"``, ``"margin"`` or ``"fixed"`` (see the module docstring).
-        extra_margin: adaptive rules: the attack aims at margin kappa + extra_margin
-            (and the ``"margin"`` rule stops there).
-        ct_margin: ``"ciphertext"`` rule: the ciphertext's margin that ends the attack.
-        check_every: ``"ciphertext"`` rule: steps between checks (each costs an encoder pass).
-        check_margin: ``"ciphertext"`` rule: check only samples whose NAE margin is at least
-            this: a number (at most kappa + extra_margin), "kappa" (the default), or None
-            (check every active sample).
-        early_stop: ``"fixed"`` rule: the authors' cost-rose check.
-        margin: ``"masked"`` (SPEC: the competitor is the best *other* logit) or
-            ``"authors"`` (their code: the target logit is replaced by 0, so the
-            competitor is at least 0 and NAEs come out more confident; see
-            :class:`ric_ext.models.ZeroLogit`).
+    Paper: SVHN c=10, kappa=5; CIFAR-10 kappa=5 (150 steps); VGGFace2 kappa=10 (300 steps).
     """
 
-    c: float = 10.0
-    kappa: float = 5.0
-    steps: int = 100
-    lr: float = 0.01
-    early_stop: bool = True
-    stop: str = "ciphertext"
-    extra_margin: float = 1.0
-    ct_margin: float = 1.0
-    check_every: int = 2
-    check_margin: Union[float, str, None] = "kappa"
-    margin: str = "masked"
+    c: float = opt(10.0, "C&W weight c")
+    kappa: float = opt(5.0, "C&W confidence kappa")
+    steps: int = opt(100, "most attack steps per image (the exact count for stop 'fixed')")
+    lr: float = opt(0.01, "the attack's Adam learning rate")
+    early_stop: bool = opt(
+        True, "stop 'fixed': the authors' check (every steps/10 steps, an image whose cost rose stops)"
+    )
+    stop: str = opt(
+        "ciphertext",
+        "when an image's attack ends: its ciphertext is classified right with margin ct_margin (ciphertext), "
+        "its own margin reaches kappa + extra_margin (margin; needs no encoder), or after steps with the "
+        "authors' early stop (fixed)",
+        choices=STOP_RULES,
+    )
+    extra_margin: float = opt(
+        1.0, "adaptive rules: the attack aims at margin kappa + this, and stop 'margin' ends there"
+    )
+    ct_margin: float = opt(1.0, "stop 'ciphertext': the ciphertext's margin that ends the attack")
+    check_every: int = opt(2, "stop 'ciphertext': steps between checks (each costs an encoder pass)")
+    check_margin: Union[float, str, None] = opt(
+        "kappa",
+        "stop 'ciphertext': check only images whose NAE margin reached this: a number (at most kappa + "
+        "extra_margin), 'kappa', or 'none' (check from the start)",
+        parse=parse_check_margin,
+    )
+    margin: str = opt(
+        "masked",
+        "C&W margin: masked (docs/scheme.md: the competitor is the best other logit) or authors (their code: "
+        "the target logit is replaced by 0, so NAEs come out more confident; models.ZeroLogit)",
+        choices=("masked", "authors"),
+    )
 
     def __post_init__(self) -> None:
         if not self.c > 0:
             raise ValueError(f"NAE c must be > 0, got {self.c}")
         if not self.kappa >= 0:
             raise ValueError(f"NAE kappa must be >= 0, got {self.kappa}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"NAE steps must be an int >= 0, got {self.steps!r}")
+        check_int("NAE steps", self.steps, 0)
         if not self.lr > 0:
             raise ValueError(f"NAE lr must be > 0, got {self.lr}")
         if self.margin not in ("masked", "authors"):
@@ -116,13 +141,14 @@ class NAEConfig:
             raise ValueError(f"NAE extra_margin must be >= 0, got {self.extra_margin}")
         if not self.ct_margin >= 0:
             raise ValueError(f"NAE ct_margin must be >= 0, got {self.ct_margin}")
-        if isinstance(self.check_every, bool) or not isinstance(self.check_every, int) or self.check_every < 1:
-            raise ValueError(f"NAE check_every must be an int >= 1, got {self.check_every!r}")
+        check_int("NAE check_every", self.check_every, 1)
         if isinstance(self.check_margin, str) and self.check_margin != "kappa":
             raise ValueError(f"NAE check_margin must be a number, 'kappa' or None, got {self.check_margin!r}")
         if self.gate is not None and not self.gate <= self.kappa + self.extra_margin:
-            raise ValueError(f"NAE check_margin must be <= kappa + extra_margin = {self.kappa + self.extra_margin} "
-                             f"(the attack stops pushing there), got {self.check_margin}")
+            raise ValueError(
+                f"NAE check_margin must be <= kappa + extra_margin = {self.kappa + self.extra_margin} "
+                f"(the attack stops pushing there), got {self.check_margin}"
+            )
 
     @property
     def gate(self) -> Optional[float]:
@@ -143,22 +169,36 @@ class NAEConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NAEConfig":
+    def from_dict(cls, d: dict) -> NAEConfig:
         """From :meth:`to_dict`, or a format-version-1 header (no ``stop``: the fixed rule)."""
-        base = dict(c=float(d["c"]), kappa=float(d["kappa"]), steps=int(d["steps"]), lr=float(d["lr"]),
-                    early_stop=bool(d["early_stop"]))
+        base = dict(
+            c=float(d["c"]),
+            kappa=float(d["kappa"]),
+            steps=int(d["steps"]),
+            lr=float(d["lr"]),
+            early_stop=bool(d["early_stop"]),
+        )
         base["margin"] = str(d.get("margin", "masked"))
         if "stop" not in d:
             return cls(stop="fixed", **base)
         cm = d.get("check_margin")
-        return cls(stop=str(d["stop"]), extra_margin=float(d["extra_margin"]), ct_margin=float(d["ct_margin"]),
-                   check_every=int(d["check_every"]),
-                   check_margin=cm if cm is None or isinstance(cm, str) else float(cm), **base)
+        return cls(
+            stop=str(d["stop"]),
+            extra_margin=float(d["extra_margin"]),
+            ct_margin=float(d["ct_margin"]),
+            check_every=int(d["check_every"]),
+            check_margin=cm if cm is None or isinstance(cm, str) else float(cm),
+            **base,
+        )
 
 
 class NAEResult(NamedTuple):
-    z: torch.Tensor      #: (B, C, H, W) float32 NAEs in [0, 1], on the classifier's device
+    z: torch.Tensor  #: (B, C, H, W) float32 NAEs in [0, 1], on the classifier's device
     steps: torch.Tensor  #: (B,) int64 on the CPU: Adam updates each image took
+    #: (B, ...) what the stop rule made for the images it stopped (rows of others are zero); None without a rule
+    made: Optional[torch.Tensor] = None
+    #: (B,) bool: which images the stop rule stopped (their ``made`` rows are valid); None without a rule
+    made_mask: Optional[torch.Tensor] = None
 
 
 # torch >= 2.9 has per-backend ``fp32_precision`` switches; mixing them with the legacy
@@ -169,8 +209,11 @@ _NEW_TF32_API = hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasatt
 def _tf32_switches() -> dict:
     b = torch.backends
     if _NEW_TF32_API:
-        return {"matmul": (b.cuda.matmul, "fp32_precision"), "conv": (b.cudnn.conv, "fp32_precision"),
-                "rnn": (b.cudnn.rnn, "fp32_precision")}
+        return {
+            "matmul": (b.cuda.matmul, "fp32_precision"),
+            "conv": (b.cudnn.conv, "fp32_precision"),
+            "rnn": (b.cudnn.rnn, "fp32_precision"),
+        }
     return {"matmul": (b.cuda.matmul, "allow_tf32"), "cudnn": (b.cudnn, "allow_tf32")}
 
 
@@ -197,8 +240,12 @@ def deterministic_algorithms() -> Iterator[None]:
     Ampere and later GPUs; decryption multiplies NAE errors by 4, and the NAE
     must come out the same wherever it is regenerated.
     """
-    prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    prev = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     prev_fp32 = _set_fp32_precision(_no_tf32())
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -235,8 +282,14 @@ class NAEGenerator:
             at once (fastest; what training uses).
     """
 
-    def __init__(self, classifier: nn.Module, config: NAEConfig = NAEConfig(), backend: str = "native",
-                 step_impl: str = "auto", micro_batch: Optional[int] = None):
+    def __init__(
+        self,
+        classifier: nn.Module,
+        config: NAEConfig = NAEConfig(),
+        backend: str = "native",
+        step_impl: str = "auto",
+        micro_batch: Optional[int] = None,
+    ):
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}")
         if not isinstance(config, NAEConfig):
@@ -259,12 +312,14 @@ class NAEGenerator:
     def _step_fn(self, kappa: float):
         key = (str(self.device), float(kappa))
         if key not in self._steps:
-            self._steps[key] = make_step(self.step_impl, self.classifier, self.device, self.config.c, kappa,
-                                         self.backend, self.micro_batch)
+            self._steps[key] = make_step(
+                self.step_impl, self.classifier, self.device, self.config.c, kappa, self.backend, self.micro_batch
+            )
         return self._steps[key]
 
-    def __call__(self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor,
-                 shape: Union[Sequence[int], torch.Size]) -> torch.Tensor:
+    def __call__(
+        self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor, shape: Union[Sequence[int], torch.Size]
+    ) -> torch.Tensor:
         """NAEs for a batch (the ``z`` of :meth:`generate`).
 
         Args:
@@ -277,18 +332,30 @@ class NAEGenerator:
         """
         return self.generate(key, nonces, labels, shape).z
 
-    def generate(self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor,
-                 shape: Union[Sequence[int], torch.Size], stop_fn: Optional[StopFn] = None) -> NAEResult:
+    def generate(
+        self,
+        key: KeyLike,
+        nonces: torch.Tensor,
+        labels: torch.Tensor,
+        shape: Union[Sequence[int], torch.Size],
+        rule: Optional[StopRule] = None,
+    ) -> NAEResult:
         """Run the attack with the configured stop rule; returns NAEs and per-image step counts.
 
-        ``stop_fn`` is required by the ``"ciphertext"`` rule and ignored otherwise.
+        ``rule`` (a :class:`StopRule`) is required by the ``"ciphertext"`` rule and ignored otherwise.
         """
-        if self.config.stop == "ciphertext" and stop_fn is None:
-            raise ValueError("the 'ciphertext' stop rule needs a stop_fn (use Cipher.encrypt, which provides it)")
-        return self._run(key, nonces, labels, shape, replay=None, stop_fn=stop_fn)
+        if self.config.stop == "ciphertext" and not isinstance(rule, StopRule):
+            raise ValueError("the 'ciphertext' stop rule needs a StopRule (use Cipher.encrypt, which passes one)")
+        return self._run(key, nonces, labels, shape, replay=None, rule=rule)
 
-    def replay(self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor,
-               shape: Union[Sequence[int], torch.Size], steps: torch.Tensor) -> torch.Tensor:
+    def replay(
+        self,
+        key: KeyLike,
+        nonces: torch.Tensor,
+        labels: torch.Tensor,
+        shape: Union[Sequence[int], torch.Size],
+        steps: torch.Tensor,
+    ) -> torch.Tensor:
         """Regenerate NAEs by exactly ``steps[i]`` Adam updates each (no stop rule is evaluated).
 
         ``steps``: (B,) integer tensor, each in [0, config.steps].
@@ -298,13 +365,22 @@ class NAEGenerator:
         if steps.shape != (nonces.shape[0],):
             raise ValueError(f"steps must have shape ({nonces.shape[0]},), got {tuple(steps.shape)}")
         if steps.numel() and (int(steps.min()) < 0 or int(steps.max()) > self.config.steps):
-            raise ValueError(f"steps must be in [0, {self.config.steps}] (the NAE's step bound), "
-                             f"got [{int(steps.min())}, {int(steps.max())}]")
-        return self._run(key, nonces, labels, shape, replay=steps.to(torch.int64).cpu(), stop_fn=None).z
+            raise ValueError(
+                f"steps must be in [0, {self.config.steps}] (the NAE's step bound), "
+                f"got [{int(steps.min())}, {int(steps.max())}]"
+            )
+        return self._run(key, nonces, labels, shape, replay=steps.to(torch.int64).cpu(), rule=None).z
 
     # -- the attack loop -------------------------------------------------------
-    def _run(self, key: KeyLike, nonces: torch.Tensor, labels: torch.Tensor, shape, replay: Optional[torch.Tensor],
-             stop_fn: Optional[StopFn]) -> NAEResult:
+    def _run(
+        self,
+        key: KeyLike,
+        nonces: torch.Tensor,
+        labels: torch.Tensor,
+        shape,
+        replay: Optional[torch.Tensor],
+        rule: Optional[StopRule],
+    ) -> NAEResult:
         cfg, dev = self.config, self.device
         if not isinstance(nonces, torch.Tensor):
             raise TypeError("nonces must be a (B, 12) uint8 tensor")
@@ -320,16 +396,34 @@ class NAEGenerator:
         taken = torch.zeros(B, dtype=torch.int64)
         limit = cfg.steps if replay is None else (int(replay.max()) if B else 0)
         if limit == 0 or B == 0:
-            return NAEResult(z0, taken)
+            return NAEResult(z0, taken, None, None if rule is None else torch.zeros(B, dtype=torch.bool))
         out = z0.clone()
         w = ops.keyed_uniform(key, nonces, shape, tanh_space=True, backend=self.backend)
         m, v = torch.zeros_like(w), torch.zeros_like(w)
-        idx = torch.arange(B, device=dev)          # global indices of the active samples
+        idx = torch.arange(B, device=dev)  # global indices of the active samples
         z, y = z0, labels
         target = replay.to(dev) if replay is not None else None
-        prev_cost = torch.full((B,), float("inf"), device=dev)   # the fixed rule's last checked cost
+        prev_cost = torch.full((B,), float("inf"), device=dev)  # the fixed rule's last checked cost
         check_fixed = max(cfg.steps // 10, 1)
         step = self._step_fn(cfg.attack_kappa)
+
+        made: Optional[torch.Tensor] = None
+        made_mask = torch.zeros(B, dtype=torch.bool, device=dev) if rule is not None else None
+
+        def check(sel: torch.Tensor, t: int) -> torch.Tensor:
+            """The rule's verdict on the active images ``sel`` (a mask); keeps what it made for the done ones."""
+            nonlocal made
+            done, product = rule.check(z[sel], idx[sel], t)
+            done = done.to(dev, torch.bool)
+            if product is not None and bool(done.any()):
+                if made is None:
+                    made = torch.zeros((B, *product.shape[1:]), dtype=product.dtype, device=product.device)
+                gi = idx[sel][done]
+                made[gi.to(made.device)] = product[done.to(product.device)]
+                made_mask[gi] = True
+            full = torch.zeros_like(sel)
+            full[sel] = done
+            return full
 
         def finish(done: torch.Tensor, t: int):
             nonlocal idx, z, y, w, m, v, prev_cost, target
@@ -353,23 +447,20 @@ class NAEGenerator:
                 if target is not None:
                     done = target == t
                 elif cfg.stop == "ciphertext" and cfg.gate is None and t % cfg.check_every == 0:
-                    done = stop_fn(z, idx, t).to(dev, torch.bool)
+                    done = check(torch.ones_like(idx, dtype=torch.bool), t)
                 else:
                     done = None
                 if done is not None and bool(done.any()):
                     finish(done, t)
                     if idx.numel() == 0:
                         break
-                cw, grad = step(z, y)   # cw: the C&W margin term (before the factor c)
+                cw, grad = step(z, y)  # cw: the C&W margin term (before the factor c)
                 if target is None and cfg.stop == "margin":
-                    done = cw <= -cfg.attack_kappa   # margin >= kappa + extra_margin
-                elif (target is None and cfg.stop == "ciphertext" and cfg.gate is not None
-                      and t % cfg.check_every == 0):
+                    done = cw <= -cfg.attack_kappa  # margin >= kappa + extra_margin
+                elif target is None and cfg.stop == "ciphertext" and cfg.gate is not None and t % cfg.check_every == 0:
                     # -cw = min(margin, attack_kappa), and the gate is <= attack_kappa.
                     cand = -cw >= cfg.gate
-                    done = torch.zeros_like(cand)
-                    if bool(cand.any()):
-                        done[cand] = stop_fn(z[cand], idx[cand], t).to(dev, torch.bool)
+                    done = check(cand, t) if bool(cand.any()) else torch.zeros_like(cand)
                 elif target is None and cfg.stop == "fixed" and cfg.early_stop and (t + 1) % check_fixed == 0:
                     cost = cfg.c * cw
                     done = cost > prev_cost
@@ -382,4 +473,4 @@ class NAEGenerator:
                     if idx.numel() == 0:
                         break
                 z = ops.adam_tanh_step_(w, m, v, grad, t + 1, lr=cfg.lr, grad_wrt="adv", backend=self.backend)
-        return NAEResult(out, taken)
+        return NAEResult(out, taken, made, made_mask)

@@ -17,6 +17,7 @@ result independent of its batch: :mod:`ric_ext.batching`), else the next
 power of two of the active count. All three compute the same function; the
 tests check the graph and compiled forms against the eager one where they run.
 """
+
 from __future__ import annotations
 
 import abc
@@ -31,8 +32,9 @@ from .batching import check_micro_batch, fast_layout, pad_rows, run_chunked
 STEP_IMPLS = ("auto", "eager", "cuda_graph", "compile")
 
 
-def _cost_grad(classifier: nn.Module, c: float, kappa: float, backend: str, z: torch.Tensor,
-               y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _cost_grad(
+    classifier: nn.Module, c: float, kappa: float, backend: str, z: torch.Tensor, y: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
     z = z.detach().requires_grad_(True)
     cw = ops.cw_margin(classifier(fast_layout(z)), y, kappa, targeted=True, backend=backend)
     (grad,) = torch.autograd.grad(c * cw.sum(), z)
@@ -45,8 +47,7 @@ def bucket_size(n: int) -> int:
 
 
 class EagerStep:
-    def __init__(self, classifier: nn.Module, c: float, kappa: float, backend: str,
-                 micro_batch: Optional[int] = None):
+    def __init__(self, classifier: nn.Module, c: float, kappa: float, backend: str, micro_batch: Optional[int] = None):
         self.classifier, self.c, self.kappa, self.backend = classifier, c, kappa, backend
         self.micro_batch = micro_batch
 
@@ -58,8 +59,7 @@ class EagerStep:
 class _Bucketed(abc.ABC):
     """Runs the active rows through per-shape runners (static shapes); subclasses make the runner."""
 
-    def __init__(self, classifier: nn.Module, c: float, kappa: float, backend: str,
-                 micro_batch: Optional[int] = None):
+    def __init__(self, classifier: nn.Module, c: float, kappa: float, backend: str, micro_batch: Optional[int] = None):
         self.classifier, self.c, self.kappa, self.backend = classifier, c, kappa, backend
         self.micro_batch = micro_batch
         self.runners: Dict[tuple, Callable] = {}
@@ -140,8 +140,15 @@ class CompiledStep(_Bucketed):
         return run
 
 
-def make_step(impl: str, classifier: nn.Module, device: torch.device, c: float, kappa: float, backend: str,
-              micro_batch: Optional[int] = None):
+def make_step(
+    impl: str,
+    classifier: nn.Module,
+    device: torch.device,
+    c: float,
+    kappa: float,
+    backend: str,
+    micro_batch: Optional[int] = None,
+):
     """The step function for ``impl`` ('auto' = CUDA graphs on CUDA, eager elsewhere)."""
     check_micro_batch(micro_batch)
     if impl not in STEP_IMPLS:

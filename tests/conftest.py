@@ -2,7 +2,10 @@
 
 CUDA cases run where a GPU is present and are skipped otherwise (CI is CPU-only).
 """
+
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -35,14 +38,35 @@ def non_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(0, -1).contiguous().transpose(0, -1)
 
 
-# ---- shared data (tests may use ../shared; the package never requires it) ----
-import os as _os
+# ---- the project's data and classifier folders -------------------------------
+# The package has no default data or models folder (docs/data.md). The tests find
+# the workspace's read-only copies beside the repository (../shared) or where
+# RIC_SHARED points, and hand them to everything they run in one place: the
+# fixture below sets RIC_DATA and RIC_MODELS for the session (subprocesses and
+# recipe scripts inherit them); DATA and MODELS are passed where a test names a
+# folder itself.
+SHARED = os.environ.get("RIC_SHARED") or os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+DATA = os.path.abspath(os.path.join(SHARED, "data"))
+MODELS = os.path.abspath(os.path.join(SHARED, "models"))
+needs_shared = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(DATA, "svhn_test10k.npz")), reason="needs the shared data folder (docs/data.md)"
+)
 
-SHARED = _os.environ.get("RIC_SHARED") or _os.path.join(_os.path.dirname(__file__), "..", "..", "shared")
-DATA = _os.path.join(SHARED, "data")
-MODELS = _os.path.join(SHARED, "models")
-needs_shared = pytest.mark.skipif(not _os.path.isfile(_os.path.join(DATA, "svhn_test10k.npz")),
-                                  reason="needs ../shared/data")
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_folders():
+    """RIC_DATA and RIC_MODELS point at the shared folders for the whole session (restored afterwards)."""
+    saved = {k: os.environ.get(k) for k in ("RIC_DATA", "RIC_MODELS")}
+    if os.path.isdir(DATA):
+        os.environ["RIC_DATA"] = DATA
+    if os.path.isdir(MODELS):
+        os.environ["RIC_MODELS"] = MODELS
+    yield DATA, MODELS
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +89,23 @@ def tiny_trained(tmp_path_factory, svhn_classifier):
     """A tiny RIC (width 4) trained for a few steps on real SVHN: mechanics, not quality."""
     from ric_ext.data import ArrayDataset
     from ric_ext.demo import load_samples
-    from ric_ext.train import TrainConfig, Trainer
+    from ric_ext.training import TrainConfig, Trainer
 
     x, y = load_samples()
     ds = ArrayDataset((x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy(), y.numpy())
     out = tmp_path_factory.mktemp("tiny_run")
-    cfg = TrainConfig(width=4, depth=2, batch_size=8, steps=3, nae_steps=3, out=str(out), log_every=1,
-                      ckpt_every=3, grid_every=3, device="cpu")
+    cfg = TrainConfig(
+        width=4,
+        depth=2,
+        batch_size=8,
+        steps=3,
+        nae_steps=3,
+        out=str(out),
+        log_every=1,
+        ckpt_every=3,
+        grid_every=3,
+        device="cpu",
+    )
     trainer = Trainer(cfg, dataset=ds, classifier=svhn_classifier, progress=False)
     trainer.train()
     return trainer.model.eval()
@@ -90,7 +124,18 @@ def tiny_train_config(out, steps, **kw):
     """A TrainConfig for mechanics tests: width 4, depth 2, batch 4, 2 NAE steps, CPU."""
     from ric_ext.training import TrainConfig
 
-    base = dict(width=4, depth=2, batch_size=4, steps=steps, nae_steps=2, out=str(out), log_every=1,
-                ckpt_every=2, grid_every=100, device="cpu", seed=3)
+    base = dict(
+        width=4,
+        depth=2,
+        batch_size=4,
+        steps=steps,
+        nae_steps=2,
+        out=str(out),
+        log_every=1,
+        ckpt_every=2,
+        grid_every=100,
+        device="cpu",
+        seed=3,
+    )
     base.update(kw)
     return TrainConfig(**base)

@@ -1,10 +1,10 @@
 """Fused tanh-space Adam: reference, torch.optim.Adam, active mask, chain rule."""
+
 import pytest
 import torch
+from conftest import needs_cuda
 
 from ric_ext import ops
-
-from conftest import needs_cuda
 
 
 def _state(shape, dtype=torch.float32, device="cpu", seed=0):
@@ -22,8 +22,10 @@ def test_equals_reference(shape, grad_wrt, dtype, device):
     active = torch.tensor([i % 3 != 1 for i in range(shape[0])], device=device)
     for step in range(1, 6):
         grad = torch.randn(shape, generator=gen, dtype=dtype).to(device)
-        advs = [ops.adam_tanh_step_(w, m, v, grad, step, lr=0.01, active=active, grad_wrt=grad_wrt, backend=b)
-                for (w, m, v), b in zip(ws, ("native", "torch"))]
+        advs = [
+            ops.adam_tanh_step_(w, m, v, grad, step, lr=0.01, active=active, grad_wrt=grad_wrt, backend=b)
+            for (w, m, v), b in zip(ws, ("native", "torch"))
+        ]
         # tanh comes from different libm implementations (a few ulp); Adam's
         # update divides by sqrt(v) and amplifies such differences in w by at
         # most lr / (sqrt(v) + eps) * rel.err, so a few float32 ulp of |w| ~ 4.
@@ -76,9 +78,22 @@ def test_grad_wrt_adv_applies_chain_rule():
 
 def test_opcheck(device):
     w, m, v = _state((3, 17), device=device)
-    torch.library.opcheck(torch.ops.ric.adam_tanh_step_.default,
-                          (w, m, v, torch.randn(3, 17, device=device), torch.ones(3, dtype=torch.bool, device=device),
-                           1, 0.01, 0.9, 0.999, 1e-8, False))
+    torch.library.opcheck(
+        torch.ops.ric.adam_tanh_step_.default,
+        (
+            w,
+            m,
+            v,
+            torch.randn(3, 17, device=device),
+            torch.ones(3, dtype=torch.bool, device=device),
+            1,
+            0.01,
+            0.9,
+            0.999,
+            1e-8,
+            False,
+        ),
+    )
 
 
 def test_compile_fullgraph():
@@ -86,8 +101,10 @@ def test_compile_fullgraph():
     w2, m2, v2 = w.clone(), m.clone(), v.clone()
     grad = torch.randn(3, 17)
     act = torch.ones(3, dtype=torch.bool)
-    f = torch.compile(lambda w, m, v, g, a: torch.ops.ric.adam_tanh_step_(w, m, v, g, a, 1, 0.01, 0.9, 0.999, 1e-8,
-                                                                            True), fullgraph=True)
+    f = torch.compile(
+        lambda w, m, v, g, a: torch.ops.ric.adam_tanh_step_(w, m, v, g, a, 1, 0.01, 0.9, 0.999, 1e-8, True),
+        fullgraph=True,
+    )
     a1 = f(w, m, v, grad, act)
     a2 = ops.adam_tanh_step_(w2, m2, v2, grad, 1, grad_wrt="adv")
     assert torch.equal(a1, a2) and torch.equal(w, w2)

@@ -5,6 +5,7 @@ The synthetic state dict below is built from their module names and shapes
 pass is re-stated functionally, so the test checks the key mapping *and* the
 decoder reparametrisation against what their code would compute.
 """
+
 import os
 
 import pytest
@@ -53,13 +54,19 @@ def _trunk(sd, m, letter, x, se):
             h = F.relu(_c(sd, f"{m}.initial{letter}{k}.{2 * i}", h, PADS[k][i]))
         outs.append(h)
     mid = torch.cat(outs, 1)
-    heads = [F.relu(_c(sd, f"{m}.final{letter}3.0", mid, 1)),
-             F.relu(_c(sd, f"{m}.final{letter}4.2", F.relu(_c(sd, f"{m}.final{letter}4.0", mid, 1)), 2)),
-             F.relu(_c(sd, f"{m}.final{letter}5.0", mid, 2))]
+    heads = [
+        F.relu(_c(sd, f"{m}.final{letter}3.0", mid, 1)),
+        F.relu(_c(sd, f"{m}.final{letter}4.2", F.relu(_c(sd, f"{m}.final{letter}4.0", mid, 1)), 2)),
+        F.relu(_c(sd, f"{m}.final{letter}5.0", mid, 2)),
+    ]
     if se:
-        heads = [t * torch.sigmoid(_c(sd, f"m1.se{j + 1}.fc2",
-                                      F.relu(_c(sd, f"m1.se{j + 1}.fc1", t.mean((2, 3), keepdim=True), 0)), 0))
-                 for j, t in enumerate(heads)]
+        heads = [
+            t
+            * torch.sigmoid(
+                _c(sd, f"m1.se{j + 1}.fc2", F.relu(_c(sd, f"m1.se{j + 1}.fc1", t.mean((2, 3), keepdim=True), 0)), 0)
+            )
+            for j, t in enumerate(heads)
+        ]
     return torch.cat(heads, 1)
 
 
@@ -127,8 +134,16 @@ def test_import_authors_cli(tmp_path):
     from ric_ext.models import load_ric
 
     torch.save({"epoch": 1, "state_dict": their_state_dict()}, tmp_path / "theirs.pth.tar")
-    cmd = [sys.executable, "-m", "ric_ext", "import-authors", "--input", str(tmp_path / "theirs.pth.tar"),
-           "--out", str(tmp_path / "ours.pt")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ric_ext",
+        "import-authors",
+        "--input",
+        str(tmp_path / "theirs.pth.tar"),
+        "--out",
+        str(tmp_path / "ours.pt"),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert load_ric(tmp_path / "ours.pt").config()["width"] == 6

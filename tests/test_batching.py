@@ -1,4 +1,5 @@
 """Fixed-size micro-batches make each row's result independent of its batch."""
+
 import pytest
 import torch
 

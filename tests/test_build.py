@@ -1,4 +1,5 @@
 """The build: what was compiled, and that CUDA sources compiled when nvcc was there."""
+
 import os
 import shutil
 import subprocess
@@ -31,6 +32,11 @@ def test_cuda_kernels_compiled_when_nvcc_present():
 
 
 def test_cli_info_runs():
-    out = subprocess.run([sys.executable, "-m", "ric_ext", "info", "--json"], capture_output=True, text=True,
-                         check=True, cwd=os.path.dirname(__file__))
+    out = subprocess.run(
+        [sys.executable, "-m", "ric_ext", "info", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(__file__),
+    )
     assert '"backends"' in out.stdout

@@ -1,14 +1,15 @@
 """Models by name: bundled RIC weights ('svhn', 'faces') and the LFW identity classifier."""
+
 import os
 
 import pytest
 import torch
+from conftest import DATA, needs_shared
 
 from ric_ext.errors import CheckpointError
 from ric_ext.models import load_classifier, load_ric
 from ric_ext.models.registry import ASSETS, CLASSIFIERS, bundled_model_path
 
-from conftest import DATA, needs_shared
 
 def test_load_ric_by_name():
     m = load_ric("svhn")
@@ -20,14 +21,24 @@ def test_load_ric_by_name():
         bundled_model_path("cats")
     for old in ("svhn-v1", "svhn-v2", "svhn-v3"):  # earlier bundled models, kept for their old ciphertexts
         assert load_ric(old).config() == m.config()
-    with pytest.raises(CheckpointError, match="bundled models: faces, faces-v1, faces-v2, faces-v3, faces-v4, faces-v5, svhn, svhn-v1, svhn-v2, svhn-v3"):
+    with pytest.raises(
+        CheckpointError,
+        match="bundled models: faces, faces-v1, faces-v2, faces-v3, faces-v4, faces-v5, "
+        "svhn, svhn-v1, svhn-v2, svhn-v3",
+    ):
         load_ric("no-such-model.pt")
 
 
 def test_faces_model_by_name():
     m = load_ric("faces")
     assert m.config() == dict(channels=3, width=32, depth=4, lam=0.8)
-    for old in ("faces-v1", "faces-v2", "faces-v3", "faces-v4", "faces-v5"):  # earlier faces models, kept for their old ciphertexts
+    for old in (
+        "faces-v1",
+        "faces-v2",
+        "faces-v3",
+        "faces-v4",
+        "faces-v5",
+    ):  # earlier faces models, kept for their old ciphertexts
         assert load_ric(old).config() == m.config()
 
 
@@ -46,7 +57,7 @@ def test_lfw_classifier_reported_test_accuracy_reproduces():
     x, y = data_mod.lfw("test", DATA, size=blob["size"]).tensors()
     clf = load_classifier("lfw", os.path.join(DATA, "..", "models"))
     with torch.no_grad():
-        pred = torch.cat([clf(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)])
+        pred = torch.cat([clf(x[i : i + 128]).argmax(1) for i in range(0, len(x), 128)])
     acc = float((pred == y).float().mean())
     # eval-mode inference on the same images; only float summation order may differ, at most one image
     assert abs(acc - blob["test_accuracy"]) <= 1.0 / len(y) + 1e-9

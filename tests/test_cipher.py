@@ -1,6 +1,7 @@
 """Cipher API and ciphertext files: round trip on real images, and every failure
 (wrong key, tampered pixel/header, truncated file, other weights) raises its
 own exception."""
+
 import copy
 import json
 
@@ -9,7 +10,6 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from ric_ext import metrics
 from ric_ext.cipher import Cipher
 from ric_ext.errors import CiphertextFormatError, ModelMismatchError, TamperedError, WrongKeyError
 from ric_ext.fileformat import read_png, write_png

@@ -1,6 +1,7 @@
 """Format-2 ciphertexts: per-image step counts are replayed, authenticated and
 independent of how images are batched; format-1 files still decrypt; the
 bundled model keeps 100% label agreement with the adaptive attack."""
+
 import json
 import os
 import shutil
@@ -8,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, needs_shared
 from PIL import Image, PngImagePlugin
 
-from conftest import DATA, needs_shared
 from ric_ext import data as data_mod
 from ric_ext.cipher import Cipher
 from ric_ext.errors import CiphertextFormatError, TamperedError
@@ -21,6 +22,7 @@ from ric_ext.models.registry import ASSETS
 from ric_ext.nae import NAEConfig
 
 FIXTURE_V1 = os.path.join(os.path.dirname(__file__), "data", "format_v1")
+FIXTURE_V2 = os.path.join(os.path.dirname(__file__), "data", "format_v2")
 
 
 def _to8(x: torch.Tensor) -> torch.Tensor:
@@ -43,9 +45,9 @@ def encrypted(bundled, svhn_images):
 def test_bundled_model_agreement_and_steps(encrypted):
     cipher, x, ct = encrypted
     assert ct.header["version"] == 2 and ct.header["nae"]["stop"] == "ciphertext"
-    assert torch.equal(cipher.classify(ct), ct.labels)          # 100% agreement on the 16 samples
+    assert torch.equal(cipher.classify(ct), ct.labels)  # 100% agreement on the 16 samples
     assert ct.steps.dtype == torch.int64 and (ct.steps >= 0).all() and (ct.steps <= 100).all()
-    assert ct.steps.float().mean() < 50                         # adaptive: far fewer than the bound
+    assert ct.steps.float().mean() < 50  # adaptive: far fewer than the bound
 
 
 @pytest.mark.parametrize("split", ["one_at_a_time", "reversed", "batches_of_3", "batches_of_5"])
@@ -116,10 +118,7 @@ def test_in_memory_step_counts_are_checked(encrypted):
 
 def test_version1_files_still_decrypt(tmp_path):
     # Files written by format version 1 (fixed 100 steps, authors' early stop), kept from before format 2.
-    key_path = tmp_path / "key.json"
-    shutil.copy(os.path.join(FIXTURE_V1, "key.json"), key_path)
-    os.chmod(key_path, 0o600)  # git does not keep the 0600 mode the key loader insists on
-    key = Key.load(key_path)
+    key = _fixture_key(FIXTURE_V1, tmp_path)
     model = load_ric(os.path.join(FIXTURE_V1, "tiny_ric.pt"))
     cipher = Cipher(model, load_classifier("svhn", ASSETS), key)  # default (format 2) settings
     expected = np.load(os.path.join(FIXTURE_V1, "expected.npz"))
@@ -129,6 +128,29 @@ def test_version1_files_still_decrypt(tmp_path):
     got = torch.cat([cipher.decrypt(c) for c in cts])
     assert np.array_equal(_to8(got).numpy(), expected["decrypted"])
     # A batch of version-1 ciphertexts decrypts the same way.
+    from ric_ext.cipher import Ciphertext
+
+    assert np.array_equal(_to8(cipher.decrypt(Ciphertext.cat(cts))).numpy(), expected["decrypted"])
+
+
+def _fixture_key(folder: str, tmp_path) -> Key:
+    key_path = tmp_path / "key.json"
+    shutil.copy(os.path.join(folder, "key.json"), key_path)
+    os.chmod(key_path, 0o600)  # git does not keep the 0600 mode the key loader insists on
+    return Key.load(key_path)
+
+
+def test_format2_fixture_made_before_the_refactor_decrypts_byte_for_byte(tmp_path):
+    # Made with commit 3f579bf (tests/data/format_v2/make_fixture.py), before the op table, the
+    # stop-rule object and the batching changes of 2026-12-03: they must not change one byte.
+    key = _fixture_key(FIXTURE_V2, tmp_path)
+    cipher = Cipher(load_ric("svhn"), load_classifier("svhn", ASSETS), key)
+    expected = np.load(os.path.join(FIXTURE_V2, "expected.npz"))
+    cts = [read_png(os.path.join(FIXTURE_V2, f"c{i}.png"), key) for i in range(4)]
+    assert all(c.header["version"] == 2 and c.header["nae"]["stop"] == "ciphertext" for c in cts)
+    assert [int(c.steps[0]) for c in cts] == expected["steps"].tolist()
+    got = torch.cat([cipher.decrypt(c) for c in cts])
+    assert np.array_equal(_to8(got).numpy(), expected["decrypted"])
     from ric_ext.cipher import Ciphertext
 
     assert np.array_equal(_to8(cipher.decrypt(Ciphertext.cat(cts))).numpy(), expected["decrypted"])

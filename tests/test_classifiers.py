@@ -1,20 +1,21 @@
 """Published classifiers load with strict=True and reproduce the README's accuracies."""
-import numpy as np
+
 import os
+
+import numpy as np
 import pytest
 import torch
-
-from ric_ext.models import load_cifar_resnet, load_classifier, fingerprint
-
 from conftest import DATA, MODELS, needs_shared
+
+from ric_ext.models import fingerprint, load_cifar_resnet, load_classifier
 
 
 def _acc(model, images, labels, bs=500):
     correct = 0
     with torch.no_grad():
         for i in range(0, len(images), bs):
-            x = torch.from_numpy(images[i:i + bs]).permute(0, 3, 1, 2).float() / 255
-            correct += (model(x).argmax(1).numpy() == labels[i:i + bs]).sum()
+            x = torch.from_numpy(images[i : i + bs]).permute(0, 3, 1, 2).float() / 255
+            correct += (model(x).argmax(1).numpy() == labels[i : i + bs]).sum()
     return correct / len(images)
 
 
@@ -22,7 +23,7 @@ def _acc(model, images, labels, bs=500):
 def test_svhn_accuracy_on_paper_subset():
     d = np.load(os.path.join(DATA, "svhn_test10k.npz"))
     acc = _acc(load_classifier("svhn", MODELS), d["images"][1000:1500], d["labels"][1000:1500])
-    assert acc == pytest.approx(0.930, abs=1e-9)  # ../shared/models/README.md: 93.0% on 1000-1499
+    assert acc == pytest.approx(0.930, abs=1e-9)  # docs/data.md: 93.0% on 1000-1499
 
 
 @needs_shared

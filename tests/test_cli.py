@@ -1,4 +1,5 @@
 """The command line end to end on a temporary folder (tiny model, real images)."""
+
 import json
 import os
 import stat
@@ -7,17 +8,21 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import MODELS, needs_shared
 from PIL import Image
 
 from ric_ext.models import save_ric
 
-from conftest import MODELS, needs_shared
-
 
 def _run(*args, ok=True):
     env = dict(os.environ, RIC_MODELS=MODELS)
-    p = subprocess.run([sys.executable, "-m", "ric_ext", *map(str, args)], capture_output=True, text=True, env=env,
-                       cwd=os.path.dirname(__file__))
+    p = subprocess.run(
+        [sys.executable, "-m", "ric_ext", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(__file__),
+    )
     if ok and p.returncode != 0:
         raise AssertionError(f"ric_ext {args[0]} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
@@ -55,8 +60,21 @@ def test_keygen_encrypt_classify_decrypt(workspace):
     assert (d / "dec" / "img1.png").read_bytes() == before
     # A wrong key is a clear error, not a wrong image.
     _run("keygen", "--out", d / "other.json")
-    p = _run("decrypt", "--input", d / "enc", "--output", d / "dec2", "--key", d / "other.json", "--model",
-             d / "model.pt", "--nae-steps", "3", "--no-progress", ok=False)
+    p = _run(
+        "decrypt",
+        "--input",
+        d / "enc",
+        "--output",
+        d / "dec2",
+        "--key",
+        d / "other.json",
+        "--model",
+        d / "model.pt",
+        "--nae-steps",
+        "3",
+        "--no-progress",
+        ok=False,
+    )
     assert p.returncode == 2 and "another key" in p.stderr
     assert not os.path.exists(d / "dec2" / "img0.png")
     assert "ric-ext-key" not in p.stderr and json.load(open(d / "other.json"))["key"] not in p.stderr
@@ -65,8 +83,19 @@ def test_keygen_encrypt_classify_decrypt(workspace):
 @needs_shared
 def test_evaluate_writes_report(workspace):
     d = workspace
-    out = _run("evaluate", "--model", d / "model.pt", "--n", "4", "--nae-steps", "3", "--out", d / "report",
-               "--data", os.path.join(MODELS, "..", "data")).stdout
+    out = _run(
+        "evaluate",
+        "--model",
+        d / "model.pt",
+        "--n",
+        "4",
+        "--nae-steps",
+        "3",
+        "--out",
+        d / "report",
+        "--data",
+        os.path.join(MODELS, "..", "data"),
+    ).stdout
     assert "recovery PSNR" in out and "wrong-key decryption PSNR" in out
     rep = json.load(open(d / "report" / "report.json"))
     assert rep["n"] == 4 and 0 <= rep["agreement"] <= 1
@@ -76,17 +105,55 @@ def test_evaluate_writes_report(workspace):
 @needs_shared
 def test_train_cli(workspace, tmp_path):
     out = tmp_path / "run"
-    _run("train", "--width", "4", "--depth", "2", "--batch-size", "4", "--steps", "2", "--nae-steps", "2",
-         "--out", out, "--device", "cpu", "--no-progress", "--data", os.path.join(MODELS, "..", "data"))
+    _run(
+        "train",
+        "--width",
+        "4",
+        "--depth",
+        "2",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--nae-steps",
+        "2",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--data",
+        os.path.join(MODELS, "..", "data"),
+    )
     assert os.path.isfile(out / "checkpoint.pt") and os.path.isfile(out / "metrics.jsonl")
 
 
 def test_errors_are_clean(workspace, tmp_path):
-    p = _run("decrypt", "--input", tmp_path / "missing", "--output", tmp_path / "o", "--key", workspace / "key.json",
-             "--model", workspace / "model.pt", ok=False)
+    p = _run(
+        "decrypt",
+        "--input",
+        tmp_path / "missing",
+        "--output",
+        tmp_path / "o",
+        "--key",
+        workspace / "key.json",
+        "--model",
+        workspace / "model.pt",
+        ok=False,
+    )
     assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
-    p = _run("encrypt", "--input", workspace / "plain", "--output", tmp_path / "o", "--key", tmp_path / "nokey",
-             "--model", workspace / "model.pt", ok=False)
+    p = _run(
+        "encrypt",
+        "--input",
+        workspace / "plain",
+        "--output",
+        tmp_path / "o",
+        "--key",
+        tmp_path / "nokey",
+        "--model",
+        workspace / "model.pt",
+        ok=False,
+    )
     assert p.returncode == 2 and "key file not found" in p.stderr
     # 32x32 SVHN images given to the 64x64 faces classifier: a clear error, not wrong labels
     p = _run("classify", "--input", workspace / "plain", "--classifier", "lfw", ok=False)
@@ -100,15 +167,32 @@ def test_stop_rules_on_the_command_line(workspace, stop):
     if not (d / "key.json").exists():
         _run("keygen", "--out", d / "key.json")
     enc, dec = d / f"enc_{stop}", d / f"dec_{stop}"
-    _run("encrypt", "--input", d / "plain", "--output", enc, "--key", d / "key.json", "--model", d / "model.pt",
-         "--nae-stop", stop, "--nae-steps", "6", "--nae-check-every", "3", "--no-progress")
+    _run(
+        "encrypt",
+        "--input",
+        d / "plain",
+        "--output",
+        enc,
+        "--key",
+        d / "key.json",
+        "--model",
+        d / "model.pt",
+        "--nae-stop",
+        stop,
+        "--nae-steps",
+        "6",
+        "--nae-check-every",
+        "3",
+        "--no-progress",
+    )
     with Image.open(enc / "img0.png") as im:
         header = json.loads(im.text["ric-ext"])
     assert header["version"] == 2 and header["nae"]["stop"] == stop and 0 <= header["steps"] <= 6
     if stop == "ciphertext":
         assert header["steps"] % 3 == 0 or header["steps"] == 6
-    _run("decrypt", "--input", enc, "--output", dec, "--key", d / "key.json", "--model", d / "model.pt",
-         "--no-progress")
+    _run(
+        "decrypt", "--input", enc, "--output", dec, "--key", d / "key.json", "--model", d / "model.pt", "--no-progress"
+    )
     assert sorted(os.listdir(dec)) == ["img0.png", "img1.png", "img2.png"]
 
 
@@ -116,23 +200,71 @@ def test_stop_rules_on_the_command_line(workspace, stop):
 def test_evaluate_attacks_cli(workspace):
     d = workspace
     out = d / "security"
-    p = _run("evaluate", "--attacks", "keys,ciphertext_only", "--model", d / "model.pt", "--nae-steps", "3",
-             "--attack-pairs", "6", "--attack-val", "2", "--attack-test", "4", "--reencrypt-images", "1",
-             "--reference-images", "40", "--out", out, "--data", os.path.join(MODELS, "..", "data"))
+    p = _run(
+        "evaluate",
+        "--attacks",
+        "keys,ciphertext_only",
+        "--model",
+        d / "model.pt",
+        "--nae-steps",
+        "3",
+        "--attack-pairs",
+        "6",
+        "--attack-val",
+        "2",
+        "--attack-test",
+        "4",
+        "--reencrypt-images",
+        "1",
+        "--reference-images",
+        "40",
+        "--out",
+        out,
+        "--data",
+        os.path.join(MODELS, "..", "data"),
+    )
     md = (out / "report.md").read_text()
     assert "SVHN test indices 1000-1007 (attacker pairs), 1500-1503 (scored)" in md
     assert "decrypt with another key" in md and "NPCR" in md and "inversion" not in md.split("## Attacks")[1][:400]
-    p = _run("evaluate", "--attacks", "everything", "--model", d / "model.pt", "--out", out / "x",
-             "--data", os.path.join(MODELS, "..", "data"), ok=False)
+    p = _run(
+        "evaluate",
+        "--attacks",
+        "everything",
+        "--model",
+        d / "model.pt",
+        "--out",
+        out / "x",
+        "--data",
+        os.path.join(MODELS, "..", "data"),
+        ok=False,
+    )
     assert p.returncode == 2 and "unknown attack" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_attack_reference_images_never_include_scored_ones(workspace):
     # The report's reference guesses (mean images) must come from images the attacker is not
     # scored on: an image folder's own pairs here (its scored images follow them) ...
-    p = _run("evaluate", "--attacks", "keys", "--dataset", workspace / "plain", "--model", workspace / "model.pt",
-             "--nae-steps", "3", "--attack-pairs", "1", "--attack-val", "1", "--attack-test", "1",
-             "--reencrypt-images", "1", "--out", workspace / "security_folder")
+    _run(
+        "evaluate",
+        "--attacks",
+        "keys",
+        "--dataset",
+        workspace / "plain",
+        "--model",
+        workspace / "model.pt",
+        "--nae-steps",
+        "3",
+        "--attack-pairs",
+        "1",
+        "--attack-val",
+        "1",
+        "--attack-test",
+        "1",
+        "--reencrypt-images",
+        "1",
+        "--out",
+        workspace / "security_folder",
+    )
     md = (workspace / "security_folder" / "report.md").read_text()
     assert "indices 0-1 (attacker pairs), 2-2 (scored)" in md and "2 images: the attacker's pairs" in md
 
@@ -140,26 +272,39 @@ def test_attack_reference_images_never_include_scored_ones(workspace):
 @needs_shared
 def test_attack_reference_images_for_lfw_come_from_its_training_split():
     # ... and LFW scored on its test split uses its training split (disjoint by the split rule).
-    import argparse
-
     import torch
 
     from ric_ext import data as data_mod
-    from ric_ext.__main__ import _reference_images
+    from ric_ext.security.protocol import reference_images
 
-    args = argparse.Namespace(dataset="lfw", split="test", data=os.path.join(MODELS, "..", "data"), size=32,
-                              reference_images=5)
-    tx, ty, desc = _reference_images(args, None, range(0, 3))
-    x, y = data_mod.stack(data_mod.lfw("train", args.data, size=32), range(5))
+    data = os.path.join(MODELS, "..", "data")
+    tx, ty, desc = reference_images("lfw", "test", data, 32, None, range(0, 3), 5)
+    x, y = data_mod.stack(data_mod.lfw("train", data, size=32), range(5))
     assert torch.equal(tx, x) and torch.equal(ty, y) and desc == "5 images of the lfw training split"
 
 
 @needs_shared
 def test_evaluate_paper_metric_mode_cli(workspace):
     d = workspace
-    out = _run("evaluate", "--model", d / "model.pt", "--n", "3", "--start", "5", "--nae-steps", "3",
-               "--out", d / "report_paper",
-               "--metric-mode", "paper", "--nae-margin", "authors", "--data", os.path.join(MODELS, "..", "data")).stdout
+    out = _run(
+        "evaluate",
+        "--model",
+        d / "model.pt",
+        "--n",
+        "3",
+        "--start",
+        "5",
+        "--nae-steps",
+        "3",
+        "--out",
+        d / "report_paper",
+        "--metric-mode",
+        "paper",
+        "--nae-margin",
+        "authors",
+        "--data",
+        os.path.join(MODELS, "..", "data"),
+    ).stdout
     assert "authors' PSNR (unrounded float x_hat)" in out and "scikit-image default (uniform 7x7)" in out
     rep = json.load(open(d / "report_paper" / "report.json"))
     assert rep["metric_mode"] == "paper" and rep["nae"]["margin"] == "authors"
@@ -167,8 +312,19 @@ def test_evaluate_paper_metric_mode_cli(workspace):
 
 def test_train_help_explains_every_option():
     out = _run("train", "--help").stdout
-    for flag in ("--schedule", "--ema", "--budget-min", "--decoder-z", "--round-frac", "--val-every", "--init",
-                 "--grad-clip", "--margin", "--stop-after-min", "--ckpt-compact"):
+    for flag in (
+        "--schedule",
+        "--ema",
+        "--budget-min",
+        "--decoder-z",
+        "--round-frac",
+        "--val-every",
+        "--init",
+        "--grad-clip",
+        "--margin",
+        "--stop-after-min",
+        "--ckpt-compact",
+    ):
         assert flag in out
     assert "warm-up + cosine" in out and "EMA decay" in out
     p = _run("train", "--decoder-z", "maybe", ok=False)

@@ -1,12 +1,11 @@
 """The baseline and AVX2 builds of the CPU kernels give bit-identical results."""
+
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-
-import ric_ext
 
 SCRIPT = r"""
 import hashlib, json, torch
@@ -30,8 +29,14 @@ def _run(isa):
     env.pop("RIC_EXT_CPU_ISA", None)
     if isa:
         env["RIC_EXT_CPU_ISA"] = isa
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(__file__))
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(__file__),
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

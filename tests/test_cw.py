@@ -1,10 +1,10 @@
 """C&W margin against the reference: values, tie rule, gradients, opcheck, compile."""
+
 import pytest
 import torch
+from conftest import needs_cuda
 
 from ric_ext import ops
-
-from conftest import needs_cuda
 
 
 @pytest.mark.parametrize("B,K", [(0, 10), (1, 2), (7, 10), (33, 3), (5, 1000), (1025, 7)])
@@ -29,7 +29,8 @@ def test_backward_equals_reference_with_ties(targeted, device):
     for backend in ("native", "torch"):
         x = logits.clone().requires_grad_()
         ops.cw_margin(x, labels, 5.0, targeted=targeted, backend=backend).backward(
-            torch.tensor([1.0, 2.0, 3.0], device=device))
+            torch.tensor([1.0, 2.0, 3.0], device=device)
+        )
         grads.append(x.grad)
     assert torch.equal(grads[0], grads[1])
     s = 1.0 if targeted else -1.0
@@ -55,8 +56,9 @@ def test_opcheck(device):
     labels = torch.randint(0, 10, (6,), device=device)
     torch.library.opcheck(torch.ops.ric.cw_margin.default, (logits, labels, 5.0, True))
     torch.library.opcheck(torch.ops.ric.cw_margin.default, (logits, labels, 0.0, False))
-    torch.library.opcheck(torch.ops.ric.cw_margin_backward.default,
-                          (torch.randn(6, device=device), logits.detach(), labels, 5.0, True))
+    torch.library.opcheck(
+        torch.ops.ric.cw_margin_backward.default, (torch.randn(6, device=device), logits.detach(), labels, 5.0, True)
+    )
 
 
 def test_compile_fullgraph(gen):

@@ -1,12 +1,12 @@
 """Datasets: fixed splits of the shared files and users' image folders."""
+
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, needs_shared
 from PIL import Image
 
 from ric_ext import data
-
-from conftest import DATA, needs_shared
 
 
 @needs_shared
@@ -21,7 +21,7 @@ def test_svhn_splits():
 @needs_shared
 def test_lfw_split_rule():
     train, test = data.lfw("train", DATA), data.lfw("test", DATA)
-    assert len(train) + len(test) == 3023  # ../shared/data/README.md: 3,023 JPEGs
+    assert len(train) + len(test) == 3023  # docs/data.md: 3,023 JPEGs
     assert int(train.labels.max()) == int(test.labels.max()) == 61  # 62 identities
     # First 80% (rounded down) of each identity's sorted files are train.
     counts_train = torch.bincount(train.labels, minlength=62)

@@ -1,4 +1,5 @@
 """The README's main job: `python -m ric_ext demo` on the bundled weights and samples."""
+
 import os
 import subprocess
 import sys
@@ -10,14 +11,19 @@ from ric_ext.models.registry import ASSETS, BUNDLED_MODEL
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, BUNDLED_MODEL)), reason="bundled model not installed")
 def test_demo_end_to_end(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "ric_ext", "demo", "--out", str(tmp_path / "demo")],
-                       capture_output=True, text=True, cwd=str(tmp_path), env={**os.environ, "RIC_MODELS": "/nonexistent"})
+    p = subprocess.run(
+        [sys.executable, "-m", "ric_ext", "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env={**os.environ, "RIC_MODELS": "/nonexistent"},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     lines = dict(l.rsplit("  ", 1) for l in p.stdout.splitlines() if "  " in l and not l.startswith("("))
     lines = {k.strip(): v.strip() for k, v in lines.items()}
     # Needs nothing outside the package (no ../shared): classifier, weights and samples are bundled.
     assert lines["label agreement (cipher vs plain)"] == "100.00%"
-    # The bundled model's measured quality on these 16 images is ~37 dB (NOTES.md);
+    # The bundled model's measured quality on these 16 images is ~37 dB (docs/diaries/svhn.md);
     # a floor well below it catches a broken model or pipeline, not noise.
     assert float(lines["recovery PSNR"].split()[0]) > 25.0
     assert float(lines["wrong-key decryption PSNR"].split()[0]) < 15.0

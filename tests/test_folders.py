@@ -1,4 +1,5 @@
 """Folder encryption/decryption: batching by image size, mirrored names, no overwrites."""
+
 import os
 
 import numpy as np
@@ -34,8 +35,9 @@ def test_mixed_sizes_round_trip(tmp_path):
     key = Key.generate()
     cipher = Cipher(RIC(3, width=4, depth=2), AnySizeClassifier(), key, NAEConfig(steps=2), batch_size=3)
     assert encrypt_folder(cipher, src, tmp_path / "enc", progress=False) == 4
-    assert sorted(os.path.relpath(os.path.join(d, f), tmp_path / "enc")
-                  for d, _, fs in os.walk(tmp_path / "enc") for f in fs) == ["a.png", "b.png", "sub/c.png", "sub/d.png"]
+    assert sorted(
+        os.path.relpath(os.path.join(d, f), tmp_path / "enc") for d, _, fs in os.walk(tmp_path / "enc") for f in fs
+    ) == ["a.png", "b.png", "sub/c.png", "sub/d.png"]
     assert decrypt_folder(cipher, tmp_path / "enc", tmp_path / "dec", progress=False) == 4
     for name, (h, w) in sizes.items():
         out = tmp_path / "dec" / (os.path.splitext(name)[0] + ".png")

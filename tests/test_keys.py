@@ -1,4 +1,5 @@
 """Keys: generation, passphrases, subkeys, key files, secrecy."""
+
 import os
 import pickle
 import stat
@@ -14,8 +15,7 @@ def test_hkdf_rfc5869_test_case_1():
     salt = bytes.fromhex("000102030405060708090a0b0c")
     info = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9")
     okm = hkdf_sha256(ikm, info, 42, salt)
-    assert okm.hex() == ("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
-                         "34007208d5b887185865")
+    assert okm.hex() == ("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
 
 
 def test_generate_is_random_and_subkeys_are_distinct():

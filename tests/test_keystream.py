@@ -1,13 +1,12 @@
 """ChaCha20 keystream and keyed uniforms: RFC 8439 known answers, native == reference."""
+
 import numpy as np
 import pytest
 import torch
-
-from ric_ext import ops
-from ric_ext import _native
-from ric_ext.ops import _torch_impl
-
 from conftest import needs_cuda
+
+from ric_ext import _native, ops
+from ric_ext.ops import _torch_impl
 
 RFC_KEY = bytes(range(32))
 
@@ -22,8 +21,10 @@ BLOCK_232 = bytes.fromhex(
     "d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e"
 )
 # RFC 8439 section 2.4.2: encryption of the "sunscreen" plaintext, counter 1.
-SUNSCREEN = (b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for "
-             b"the future, sunscreen would be it.")
+SUNSCREEN = (
+    b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for "
+    b"the future, sunscreen would be it."
+)
 CIPHER_242 = bytes.fromhex(
     "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b"
     "f91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d8"
@@ -44,24 +45,24 @@ A1_2 = bytes.fromhex(
 
 @pytest.mark.parametrize("backend", ["native", "torch"])
 def test_rfc8439_block_function(backend, device):
-    ks = ops.chacha20_keystream(RFC_KEY, _nonce("000000090000004a00000000").to(device), 64, counter=1,
-                                backend=backend)
+    ks = ops.chacha20_keystream(RFC_KEY, _nonce("000000090000004a00000000").to(device), 64, counter=1, backend=backend)
     assert bytes(ks[0].cpu().tolist()) == BLOCK_232
 
 
 def test_rfc8439_block_function_host_entry():
     # The header's block function called directly (the code the kernels inline).
-    key = [int.from_bytes(RFC_KEY[4 * i: 4 * i + 4], "little") for i in range(8)]
+    key = [int.from_bytes(RFC_KEY[4 * i : 4 * i + 4], "little") for i in range(8)]
     nonce_b = bytes.fromhex("000000090000004a00000000")
-    nonce = [int.from_bytes(nonce_b[4 * i: 4 * i + 4], "little") for i in range(3)]
+    nonce = [int.from_bytes(nonce_b[4 * i : 4 * i + 4], "little") for i in range(3)]
     words = _native._C.chacha20_block(key, 1, nonce)
     assert b"".join(w.to_bytes(4, "little") for w in words) == BLOCK_232
 
 
 @pytest.mark.parametrize("backend", ["native", "torch"])
 def test_rfc8439_encryption(backend, device):
-    ks = ops.chacha20_keystream(RFC_KEY, _nonce("000000000000004a00000000").to(device), len(SUNSCREEN),
-                                counter=1, backend=backend)
+    ks = ops.chacha20_keystream(
+        RFC_KEY, _nonce("000000000000004a00000000").to(device), len(SUNSCREEN), counter=1, backend=backend
+    )
     ct = bytes(a ^ b for a, b in zip(SUNSCREEN, ks[0].cpu().tolist()))
     assert ct == CIPHER_242
 
@@ -69,8 +70,9 @@ def test_rfc8439_encryption(backend, device):
 @pytest.mark.parametrize("backend", ["native", "torch"])
 @pytest.mark.parametrize("counter,expected", [(0, A1_1), (1, A1_2)])
 def test_rfc8439_appendix_a1(backend, counter, expected, device):
-    ks = ops.chacha20_keystream(bytes(32), torch.zeros(1, 12, dtype=torch.uint8, device=device), 64,
-                                counter=counter, backend=backend)
+    ks = ops.chacha20_keystream(
+        bytes(32), torch.zeros(1, 12, dtype=torch.uint8, device=device), 64, counter=counter, backend=backend
+    )
     assert bytes(ks[0].cpu().tolist()) == expected
 
 
@@ -78,7 +80,7 @@ def test_keystream_batched_rows_are_independent_streams(device, gen):
     nonces = torch.randint(0, 256, (5, 12), dtype=torch.uint8, generator=gen).to(device)
     batched = ops.chacha20_keystream(RFC_KEY, nonces, 200)
     for b in range(5):
-        assert torch.equal(batched[b], ops.chacha20_keystream(RFC_KEY, nonces[b:b + 1], 200)[0])
+        assert torch.equal(batched[b], ops.chacha20_keystream(RFC_KEY, nonces[b : b + 1], 200)[0])
 
 
 @pytest.mark.parametrize("shape", [(0,), (1,), (15,), (17,), (3, 5, 7), (3, 32, 32), (1, 7919)])
@@ -138,8 +140,9 @@ def test_cpu_cuda_bit_identity(gen):
     a = ops.keyed_uniform(RFC_KEY, nonces, (3, 33, 31))
     b = ops.keyed_uniform(RFC_KEY, nonces.cuda(), (3, 33, 31)).cpu()
     assert torch.equal(a, b)
-    assert torch.equal(ops.chacha20_keystream(RFC_KEY, nonces, 999),
-                       ops.chacha20_keystream(RFC_KEY, nonces.cuda(), 999).cpu())
+    assert torch.equal(
+        ops.chacha20_keystream(RFC_KEY, nonces, 999), ops.chacha20_keystream(RFC_KEY, nonces.cuda(), 999).cpu()
+    )
 
 
 def test_bad_arguments_name_the_argument():

@@ -1,11 +1,10 @@
 """Fused mask / unmask against the PyTorch reference, gradients, opcheck, compile."""
+
 import pytest
 import torch
+from conftest import AWKWARD_SHAPES, needs_cuda, non_contiguous
 
 from ric_ext import ops
-from ric_ext.ops import _torch_impl
-
-from conftest import AWKWARD_SHAPES, non_contiguous, needs_cuda
 
 MODES = ["train", "eval", "none"]
 
@@ -41,8 +40,10 @@ def test_mask_non_contiguous_inputs(mode, device, gen):
     assert torch.equal(a, ops.mask(e, z, 0.7, quantize=mode, seed=seed))
     # A transposed view is read as the transposed values, never misread.
     et, zt = e.transpose(1, 2), z.transpose(1, 2)
-    assert torch.equal(ops.mask(et, zt, 0.7, quantize=mode, seed=seed),
-                       ops.mask(et.contiguous(), zt.contiguous(), 0.7, quantize=mode, seed=seed))
+    assert torch.equal(
+        ops.mask(et, zt, 0.7, quantize=mode, seed=seed),
+        ops.mask(et.contiguous(), zt.contiguous(), 0.7, quantize=mode, seed=seed),
+    )
 
 
 def test_eval_is_the_8bit_grid(gen):
@@ -258,8 +259,9 @@ def test_raw_ops_reject_device_mix():
     with pytest.raises(ValueError, match="device"):
         torch.ops.ric.mask(e, e.cuda(), 0.8, 2, None)
     with pytest.raises(ValueError, match="device"):
-        torch.ops.ric.keyed_uniform(torch.zeros(32, dtype=torch.uint8),
-                                    torch.zeros(1, 12, dtype=torch.uint8, device="cuda"), 4, 0, False)
+        torch.ops.ric.keyed_uniform(
+            torch.zeros(32, dtype=torch.uint8), torch.zeros(1, 12, dtype=torch.uint8, device="cuda"), 4, 0, False
+        )
 
 
 def test_raw_ops_check_shapes():
@@ -272,8 +274,10 @@ def test_raw_ops_check_shapes():
         torch.ops.ric.cw_margin(torch.rand(3, 4), torch.zeros(2, dtype=torch.int64), 0.0, True)
     with pytest.raises(ValueError, match="active"):
         w = torch.zeros(3, 4)
-        torch.ops.ric.adam_tanh_step_(w, w.clone(), w.clone(), w.clone(), torch.ones(2, dtype=torch.bool), 1, 0.01,
-                                      0.9, 0.999, 1e-8, False)
+        torch.ops.ric.adam_tanh_step_(
+            w, w.clone(), w.clone(), w.clone(), torch.ones(2, dtype=torch.bool), 1, 0.01, 0.9, 0.999, 1e-8, False
+        )
     with pytest.raises(ValueError, match="key"):
-        torch.ops.ric.keyed_uniform(torch.zeros(31, dtype=torch.uint8), torch.zeros(1, 12, dtype=torch.uint8), 4, 0,
-                                    False)
+        torch.ops.ric.keyed_uniform(
+            torch.zeros(31, dtype=torch.uint8), torch.zeros(1, 12, dtype=torch.uint8), 4, 0, False
+        )

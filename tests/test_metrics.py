@@ -1,4 +1,5 @@
-"""Metrics equal scikit-image's on the SPEC protocol (8-bit grid, data range 255)."""
+"""Metrics equal scikit-image's on the protocol of docs/scheme.md (8-bit grid, data range 255)."""
+
 import numpy as np
 import pytest
 import torch
@@ -26,10 +27,12 @@ def test_psnr_ssim_mae_match_skimage(shape, noise):
     for i in range(shape[0]):
         ai, bi = a[i].transpose(1, 2, 0), b[i].transpose(1, 2, 0)
         # float64 on both sides; differences are summation order only.
-        assert metrics.psnr(x, y)[i].item() == pytest.approx(skm.peak_signal_noise_ratio(ai, bi, data_range=255),
-                                                              rel=1e-12)
-        ref = skm.structural_similarity(ai, bi, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False)
+        assert metrics.psnr(x, y)[i].item() == pytest.approx(
+            skm.peak_signal_noise_ratio(ai, bi, data_range=255), rel=1e-12
+        )
+        ref = skm.structural_similarity(
+            ai, bi, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
         assert metrics.ssim(x, y)[i].item() == pytest.approx(ref, abs=1e-9)
         assert metrics.mae(x, y)[i].item() == pytest.approx(np.abs(ai.astype(float) - bi).mean(), rel=1e-12)
 
@@ -61,7 +64,8 @@ def test_uniform_ssim_and_float_psnr_match_skimage_as_the_authors_called_it(win)
         ref = skm.structural_similarity(a, b, win_size=win, data_range=255.0, channel_axis=-1)
         assert metrics.ssim_uniform(x, y, win)[i].item() == pytest.approx(ref, abs=1e-9)  # float64, sum order only
         assert metrics.psnr_float(x, y)[i].item() == pytest.approx(
-            skm.peak_signal_noise_ratio(a, b, data_range=255), rel=1e-12)
+            skm.peak_signal_noise_ratio(a, b, data_range=255), rel=1e-12
+        )
     with pytest.raises(ValueError, match="win_size"):
         metrics.ssim_uniform(x, y, 8)
     with pytest.raises(ValueError, match="at least"):

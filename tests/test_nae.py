@@ -1,4 +1,5 @@
 """NAE generation: targets reached, determinism, key/nonce sensitivity, early stop."""
+
 import pytest
 import torch
 
@@ -47,7 +48,7 @@ def test_batch_composition_barely_matters(svhn_classifier, batch):
     nonces, labels = batch
     gen = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=50))
     z = gen(KEY, nonces, labels, (3, 32, 32))
-    single = torch.cat([gen(KEY, nonces[i:i + 1], labels[i:i + 1], (3, 32, 32)) for i in range(3)])
+    single = torch.cat([gen(KEY, nonces[i : i + 1], labels[i : i + 1], (3, 32, 32)) for i in range(3)])
     torch.testing.assert_close(single, z[:3], rtol=0, atol=1e-5)
 
 
@@ -82,7 +83,9 @@ def test_fixed_rule_early_stop_freezes_samples():
 def test_native_and_reference_backends_agree(svhn_classifier, batch):
     nonces, labels = batch
     a = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=20))(KEY, nonces[:4], labels[:4], (3, 32, 32))
-    b = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=20), backend="torch")(KEY, nonces[:4], labels[:4], (3, 32, 32))
+    b = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", steps=20), backend="torch")(
+        KEY, nonces[:4], labels[:4], (3, 32, 32)
+    )
     # Adam normalises the step, so few-ulp differences in tanh stay few-ulp in z.
     torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
 

@@ -1,12 +1,13 @@
 """Adaptive NAEs: stop rules, compaction bookkeeping, exact replay, the step
 implementations (eager / compiled / CUDA graph) and the TF32 switch."""
+
 import pytest
 import torch
-
 from conftest import needs_cuda
+
 from ric_ext import nae as nae_mod
 from ric_ext import ops
-from ric_ext.nae import NAEConfig, NAEGenerator
+from ric_ext.nae import NAEConfig, NAEGenerator, StopRule
 from ric_ext.nae_step import bucket_size
 
 KEY = bytes(range(32))
@@ -66,17 +67,20 @@ def test_ciphertext_rule_bookkeeping_under_compaction():
     # check_every=2, so each sample must stop exactly at step 2 * i, whatever left the batch before it.
     seen = []
 
-    def stop_fn(z, idx, t):
-        seen.append((t, idx.tolist()))
-        assert z.shape[0] == idx.shape[0]
-        return idx * 2 <= t
+    class Rule(StopRule):
+        def check(self, z, idx, t):
+            seen.append((t, idx.tolist()))
+            assert z.shape[0] == idx.shape[0]
+            return idx * 2 <= t, z * 0 + idx[:, None, None, None]  # made: each image's own index
 
     gen = NAEGenerator(Linear(), NAEConfig(stop="ciphertext", steps=50, check_every=2, check_margin=None))
-    res = gen.generate(KEY, _nonces(6), torch.arange(6) % 4, SHAPE, stop_fn=stop_fn)
+    res = gen.generate(KEY, _nonces(6), torch.arange(6) % 4, SHAPE, rule=Rule())
     assert res.steps.tolist() == [0, 2, 4, 6, 8, 10]
+    # what the passing check made comes back at each image's own row
+    assert res.made_mask.all() and res.made[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 5]
     assert all(t % 2 == 0 for t, _ in seen)
     assert seen[1] == (2, [1, 2, 3, 4, 5])  # sample 0 left at step 0
-    with pytest.raises(ValueError, match="stop_fn"):
+    with pytest.raises(ValueError, match="StopRule"):
         gen.generate(KEY, _nonces(2), torch.arange(2), SHAPE)
 
 
@@ -85,14 +89,16 @@ def test_ciphertext_rule_gate_checks_once_the_nae_margin_is_reached():
     # margin rule (extra 0) would, i.e. at its first step with NAE margin >= kappa.
     calls = []
 
-    def stop_fn(z, idx, t):
-        calls.append(idx.numel())
-        return torch.ones(idx.numel(), dtype=torch.bool)
+    class Rule(StopRule):
+        def check(self, z, idx, t):
+            calls.append(idx.numel())
+            return torch.ones(idx.numel(), dtype=torch.bool), None
 
     nonces, labels = _nonces(10, 4), torch.arange(10) % 4
-    gated = NAEGenerator(Linear(), NAEConfig(stop="ciphertext", kappa=2.0, extra_margin=1.0, check_every=1,
-                                             lr=0.05, steps=200))
-    res = gated.generate(KEY, nonces, labels, SHAPE, stop_fn=stop_fn)
+    gated = NAEGenerator(
+        Linear(), NAEConfig(stop="ciphertext", kappa=2.0, extra_margin=1.0, check_every=1, lr=0.05, steps=200)
+    )
+    res = gated.generate(KEY, nonces, labels, SHAPE, rule=Rule())
     ref = NAEGenerator(Linear(), NAEConfig(stop="margin", kappa=2.0, extra_margin=0.0, lr=0.05, steps=200))
     assert torch.equal(res.steps, ref.generate(KEY, nonces, labels, SHAPE).steps)
     assert sum(calls) == 10  # one (passing) check per sample, none before its gate opened
@@ -107,8 +113,9 @@ def test_replay_reproduces_generate():
     # rounding could differ with it, well below 1e-6).
     torch.testing.assert_close(z, res.z, rtol=0, atol=1e-6)
     # Replay in pieces and in reverse order gives the same NAEs.
-    parts = torch.cat([gen.replay(KEY, nonces[i:i + 1], labels[i:i + 1], SHAPE, res.steps[i:i + 1])
-                       for i in reversed(range(9))]).flip(0)
+    parts = torch.cat(
+        [gen.replay(KEY, nonces[i : i + 1], labels[i : i + 1], SHAPE, res.steps[i : i + 1]) for i in reversed(range(9))]
+    ).flip(0)
     torch.testing.assert_close(parts, z, rtol=0, atol=1e-6)
 
 
@@ -140,8 +147,14 @@ def test_config_round_trip_and_version1_dict():
     for cm in ("kappa", None, 3.0):
         c = NAEConfig(check_margin=cm)
         assert NAEConfig.from_dict(c.to_dict()) == c
-    for bad in (dict(stop="sometimes"), dict(extra_margin=-1.0), dict(ct_margin=-0.5), dict(check_every=0),
-                dict(check_margin="always"), dict(check_margin=6.5)):
+    for bad in (
+        dict(stop="sometimes"),
+        dict(extra_margin=-1.0),
+        dict(ct_margin=-0.5),
+        dict(check_every=0),
+        dict(check_margin="always"),
+        dict(check_margin=6.5),
+    ):
         with pytest.raises(ValueError):
             NAEConfig(**bad)
 
@@ -163,10 +176,13 @@ def test_compiled_step_equals_eager():
 
 def test_cuda_graph_needs_cuda():
     with pytest.raises(ValueError, match="CUDA"):
-        NAEGenerator(Linear(), NAEConfig(stop="margin"), step_impl="cuda_graph").generate(KEY, _nonces(1), torch.zeros(1, dtype=torch.int64),
-                                                                SHAPE)
+        NAEGenerator(Linear(), NAEConfig(stop="margin"), step_impl="cuda_graph").generate(
+            KEY, _nonces(1), torch.zeros(1, dtype=torch.int64), SHAPE
+        )
     with pytest.raises(ValueError, match="step_impl"):
-        NAEGenerator(Linear(), NAEConfig(stop="margin"), step_impl="fast").generate(KEY, _nonces(1), torch.zeros(1, dtype=torch.int64), SHAPE)
+        NAEGenerator(Linear(), NAEConfig(stop="margin"), step_impl="fast").generate(
+            KEY, _nonces(1), torch.zeros(1, dtype=torch.int64), SHAPE
+        )
 
 
 @needs_cuda

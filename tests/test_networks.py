@@ -1,4 +1,5 @@
-"""RIC networks: SPEC architecture size, shapes, channels, errors, compile, gradients."""
+"""RIC networks: paper architecture size, shapes, channels, errors, compile, gradients."""
+
 import pytest
 import torch
 
@@ -7,7 +8,7 @@ from ric_ext.models import RIC
 
 def test_spec_parameter_count():
     n = sum(p.numel() for p in RIC().parameters())
-    assert n == 2_778_531  # SPEC.md: "about 2.77 M parameters for 3 channels"
+    assert n == 2_778_531  # docs/scheme.md#networks: 2,778,531 for 3 channels
 
 
 @pytest.mark.parametrize("channels", [1, 3])

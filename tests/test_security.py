@@ -1,6 +1,7 @@
 """Security evaluation: statistics against hand-computed values, the baseline
 schemes, the inversion trainer, and every attack section end to end on a tiny
 model with tiny settings (report written atomically)."""
+
 import json
 import math
 import os
@@ -11,8 +12,7 @@ import torch
 from ric_ext.cipher import Cipher
 from ric_ext.keys import Key
 from ric_ext.nae import NAEConfig
-from ric_ext.security import AttackConfig, InversionSettings, run_attacks, score, train_inversion, write_report
-from ric_ext.security import stats
+from ric_ext.security import AttackConfig, InversionSettings, run_attacks, score, stats, train_inversion, write_report
 from ric_ext.security.references import reference_guesses
 from ric_ext.security.schemes import lsb_decrypt, lsb_encrypt
 from ric_ext.security.unet import UNet
@@ -38,11 +38,11 @@ def test_chi_square_by_hand():
     assert stats.chi_square(flat).item() == pytest.approx(0.0)
     const = torch.zeros(1, 1, 16, 16, dtype=torch.uint8)
     # 256 pixels, expected 1 per bin: (256 - 1)^2 / 1 + 255 * (0 - 1)^2 / 1.
-    assert stats.chi_square(const).item() == pytest.approx(255 ** 2 + 255)
+    assert stats.chi_square(const).item() == pytest.approx(255**2 + 255)
 
 
 def test_adjacent_correlation_by_hand():
-    ramp = torch.arange(8, dtype=torch.uint8).repeat(8, 1)[None, None] * 10   # rows 0..70
+    ramp = torch.arange(8, dtype=torch.uint8).repeat(8, 1)[None, None] * 10  # rows 0..70
     assert stats.adjacent_correlation(ramp, "horizontal").item() == pytest.approx(1.0)
     assert stats.adjacent_correlation(ramp, "vertical").item() == pytest.approx(1.0)  # vertical pairs are equal
     assert math.isnan(stats.adjacent_correlation(torch.full((1, 1, 4, 4), 7, dtype=torch.uint8)).item())
@@ -82,8 +82,14 @@ def test_unet_any_size_and_inversion_learns_a_learnable_map():
     # A map an attacker can learn: the input *is* the plaintext, inverted. The attack must get far past noise.
     g = torch.Generator().manual_seed(0)
     x = torch.rand(40, 3, 8, 8, generator=g)
-    rec, info = train_inversion(1 - x[:30], x[:30], 1 - x[30:35], x[30:35], 1 - x[35:],
-                                InversionSettings(epochs=60, width=8, lr=3e-3, batch_size=4))
+    rec, info = train_inversion(
+        1 - x[:30],
+        x[:30],
+        1 - x[30:35],
+        x[30:35],
+        1 - x[35:],
+        InversionSettings(epochs=60, width=8, lr=3e-3, batch_size=4),
+    )
     assert rec.shape == (5, 3, 8, 8) and info["best_epoch"] >= 1
     assert score(rec, x[35:])["psnr"] > 20
 
@@ -106,8 +112,13 @@ def test_key_one_bit_away_is_another_key():
 def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_images, tmp_path):
     x, y = svhn_images
     cipher = Cipher(tiny_trained, svhn_classifier, Key.generate(), NAEConfig(steps=4), micro_batch=8)
-    cfg = AttackConfig(inversion=InversionSettings(epochs=1, width=4), reencrypt_images=2, reencrypt_n=(1, 2),
-                       jpeg_qualities=(90, 30), noise_sigmas=(1.0, 8.0))
+    cfg = AttackConfig(
+        inversion=InversionSettings(epochs=1, width=4),
+        reencrypt_images=2,
+        reencrypt_n=(1, 2),
+        jpeg_qualities=(90, 30),
+        noise_sigmas=(1.0, 8.0),
+    )
     res = run_attacks(cipher, x[:8], x[8:14], x, y, cfg, n_val=2)
     sections = {r["section"] for r in res["rows"]}
     assert sections == {"inversion", "keys", "ciphertext_only"}
@@ -122,8 +133,14 @@ def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_image
     out = tmp_path / "report"
     write_report(res, str(out), {"model": "tiny", "key id": cipher.key.key_id})
     files = sorted(os.listdir(out))
-    assert files == ["attacks_grid.png", "reencryption.png", "report.json", "report.md", "robustness_jpeg.png",
-                     "robustness_noise.png"]  # no temporary files left behind
+    assert files == [
+        "attacks_grid.png",
+        "reencryption.png",
+        "report.json",
+        "report.md",
+        "robustness_jpeg.png",
+        "robustness_noise.png",
+    ]  # no temporary files left behind
     md = (out / "report.md").read_text()
     assert "tiny" in md and "Baseline schemes" in md and "training-set mean image" in md
     assert cipher.key.noise_key.hex() not in md and cipher.key.mac_key.hex() not in md

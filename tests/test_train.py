@@ -1,15 +1,15 @@
 """Training loop: resume gives the uninterrupted run's next step; logs, grids, checkpoints."""
+
 import json
 import os
 
 import pytest
 import torch
+from conftest import needs_shared, tiny_train_config
 
 from ric_ext.errors import CheckpointError
 from ric_ext.models import load_ric
-from ric_ext.train import TrainConfig, Trainer
-
-from conftest import needs_shared, tiny_train_config
+from ric_ext.training import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_resume_matches_uninterrupted(tmp_path, ds, svhn_classifier):
     hist_resumed = resumed.train()
     for a, b in zip(hist_full[2:], hist_resumed):
         assert a["loss"] == b["loss"] and a["step"] == b["step"]
-    for (n1, p1), (n2, p2) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+    for (n1, p1), (_, p2) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(p1, p2), n1
 
 
@@ -48,8 +48,12 @@ def test_outputs_and_checkpoint_loading(tmp_path, ds, svhn_classifier):
 
 
 def test_loss_decreases(tmp_path, ds, svhn_classifier):
-    t = Trainer(_cfg(tmp_path / "l", 15, width=8, lr=1e-3, batch_size=8, ckpt_every=100),
-                dataset=ds, classifier=svhn_classifier, progress=False)
+    t = Trainer(
+        _cfg(tmp_path / "l", 15, width=8, lr=1e-3, batch_size=8, ckpt_every=100),
+        dataset=ds,
+        classifier=svhn_classifier,
+        progress=False,
+    )
     h = t.train()
     assert sum(r["mse"] for r in h[-3:]) < sum(r["mse"] for r in h[:3])
 
@@ -71,23 +75,53 @@ def test_bad_checkpoint(tmp_path, ds, svhn_classifier):
 @needs_shared
 def test_ddp_two_ranks_with_torchrun(tmp_path):
     # Two CPU ranks (gloo) through torchrun: each takes half the global batch.
+    import socket
     import subprocess
     import sys
 
     from conftest import DATA, MODELS
-
-    import socket
 
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     env = dict(os.environ, RIC_MODELS=MODELS, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                        "-m", "ric_ext", "train", "--width", "4", "--depth", "2", "--batch-size", "4", "--steps", "2",
-                        "--nae-steps", "2", "--log-every", "1", "--out", str(out), "--device", "cpu", "--no-progress",
-                        "--data", DATA],
-                       capture_output=True, text=True, env=env, cwd=os.path.dirname(__file__), timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            "-m",
+            "ric_ext",
+            "train",
+            "--width",
+            "4",
+            "--depth",
+            "2",
+            "--batch-size",
+            "4",
+            "--steps",
+            "2",
+            "--nae-steps",
+            "2",
+            "--log-every",
+            "1",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--data",
+            DATA,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(__file__),
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.count("step 2:") == 1  # only rank 0 reports
     lines = [json.loads(l) for l in open(out / "metrics.jsonl")]

@@ -1,22 +1,23 @@
 """Recipe units of ric_ext.training: schedules, EMA, compute clock, validation inside training,
 budgets and chunks, compact (sharded) checkpoints, --init, decoder_z, late rounding, margin variant."""
+
 import json
 import math
 import os
+import sys
 
 import pytest
 import torch
+from conftest import DATA, needs_shared, tiny_train_config
 
 from ric_ext.errors import CheckpointError
 from ric_ext.evaluate import evaluate
 from ric_ext.models import RIC, load_ric, save_ric
-from ric_ext.training import TrainConfig, Trainer
+from ric_ext.training import Trainer
 from ric_ext.training import checkpoint as ckpt
 from ric_ext.training.clock import ComputeClock
 from ric_ext.training.ema import WeightEMA
 from ric_ext.training.schedule import lr_factor
-
-from conftest import DATA, needs_shared, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +91,9 @@ def test_validation_logs_keeps_best_and_matches_evaluate(tmp_path, ds, svhn_clas
     model = load_ric(out / "checkpoint.pt")
     x = torch.stack([ds[i][0] for i in range(6)])
     assert t.validator.nae.steps == 40 and t.validator.nae.stop == "ciphertext"  # the run's NAE settings
-    res = evaluate(model, svhn_classifier, x, key=t.validator.key, nonces=t.validator.nonces, nae=t.validator.nae,
-                   wrong_key=False)
+    res = evaluate(
+        model, svhn_classifier, x, key=t.validator.key, nonces=t.validator.nonces, nae=t.validator.nae, wrong_key=False
+    )
     assert res["psnr"] == pytest.approx(recs[-1]["val_psnr"], abs=1e-9)
     assert math.isnan(res["wrong_key_psnr"])
 
@@ -132,8 +134,9 @@ def test_stop_after_min_ends_one_chunk_and_the_next_resumes(tmp_path, ds, svhn_c
 
 
 def test_lr_follows_the_schedule_in_the_loop(tmp_path, ds, svhn_classifier):
-    h = _trainer(_cfg(tmp_path / "lr", 4, schedule="cosine", warmup=2, lr=1e-3, final_lr=0.0), ds,
-                 svhn_classifier).train()
+    h = _trainer(
+        _cfg(tmp_path / "lr", 4, schedule="cosine", warmup=2, lr=1e-3, final_lr=0.0), ds, svhn_classifier
+    ).train()
     want = [1e-3 * lr_factor("cosine", s / 4, s, 2, 0.0) for s in range(4)]
     assert [r["lr"] for r in h] == pytest.approx(want)
 
@@ -206,8 +209,9 @@ def test_init_from_weights_and_widening_to_decoder_z(tmp_path, ds, svhn_classifi
     for k, v in src.state_dict().items():
         assert torch.equal(t.model.state_dict()[k], v)
     # contiguous layout: the comparison below is bit-exact, and a layout change alters summation order
-    w = _trainer(_cfg(tmp_path / "b", 1, init=str(tmp_path / "src.pt"), decoder_z=True, channels_last=False), ds,
-                 svhn_classifier)
+    w = _trainer(
+        _cfg(tmp_path / "b", 1, init=str(tmp_path / "src.pt"), decoder_z=True, channels_last=False), ds, svhn_classifier
+    )
     x, z = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         c = src.encrypt(x, z, quantize="none")
@@ -243,10 +247,16 @@ def test_authors_margin_in_training_and_nae(tmp_path, ds, svhn_classifier):
     key, nonces = bytes(32), torch.zeros(4, 12, dtype=torch.uint8)
     y = torch.tensor([0, 3, 5, 9])
     z_m = NAEGenerator(svhn_classifier, NAEConfig(stop="margin")).generate(key, nonces, y, (3, 32, 32)).z
-    z_a = NAEGenerator(svhn_classifier, NAEConfig(stop="margin", margin="authors")).generate(key, nonces, y,
-                                                                                            (3, 32, 32)).z
+    z_a = (
+        NAEGenerator(svhn_classifier, NAEConfig(stop="margin", margin="authors"))
+        .generate(key, nonces, y, (3, 32, 32))
+        .z
+    )
     with torch.no_grad():
-        target = lambda z: svhn_classifier(z).gather(1, y[:, None]).squeeze(1)
+
+        def target(z):
+            return svhn_classifier(z).gather(1, y[:, None]).squeeze(1)
+
         assert (target(z_a) >= 5.0).all()  # the authors' margin also pushes the target logit above 0 + kappa
         assert (target(z_a) >= target(z_m) - 1e-4).all()
     h = _trainer(_cfg(tmp_path / "am", 1, margin="authors"), ds, svhn_classifier).train()
@@ -254,19 +264,42 @@ def test_authors_margin_in_training_and_nae(tmp_path, ds, svhn_classifier):
 
 
 # -- the scripts that drive long runs ---------------------------------------------------------
-@pytest.mark.skipif(not os.path.isfile(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                                                    "svhn_test10k.npz")), reason="needs ../shared/data")
+@needs_shared
 def test_train_gpu_script_rehearsal_on_cpu(tmp_path):
     """python/train_gpu.sh (the lent-GPU chunk) runs, stops by wall clock and resumes from checkpoints/NAME."""
     import shutil
     import subprocess
 
     root = os.path.join(os.path.dirname(__file__), "..")
-    flags = ["--width", "4", "--depth", "2", "--batch-size", "4", "--val-every", "2", "--val-n", "4",
-             "--ckpt-every", "2", "--steps", "50", "--nae-steps", "2"]
-    env = dict(os.environ, SKIP_INSTALL="1", DEVICE="cpu", STOP_MIN="0.002", OUT=str(tmp_path / "out"))
-    p = subprocess.run(["bash", "python/train_gpu.sh", "pytest_rehearsal", *flags], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=300)
+    flags = [
+        "--width",
+        "4",
+        "--depth",
+        "2",
+        "--batch-size",
+        "4",
+        "--val-every",
+        "2",
+        "--val-n",
+        "4",
+        "--ckpt-every",
+        "2",
+        "--steps",
+        "50",
+        "--nae-steps",
+        "2",
+    ]
+    env = dict(
+        os.environ, PYTHON=sys.executable, SKIP_INSTALL="1", DEVICE="cpu", STOP_MIN="0.002", OUT=str(tmp_path / "out")
+    )
+    p = subprocess.run(
+        ["bash", "python/train_gpu.sh", "pytest_rehearsal", *flags],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     state = json.load(open(tmp_path / "out" / "pytest_rehearsal" / "state.json"))
     assert state["step"] >= 1
@@ -274,8 +307,14 @@ def test_train_gpu_script_rehearsal_on_cpu(tmp_path):
     shutil.copytree(tmp_path / "out" / "pytest_rehearsal", carried)
     try:
         env["OUT"] = str(tmp_path / "out2")
-        p = subprocess.run(["bash", "python/train_gpu.sh", "pytest_rehearsal", *flags], cwd=root, env=env,
-                           capture_output=True, text=True, timeout=300)
+        p = subprocess.run(
+            ["bash", "python/train_gpu.sh", "pytest_rehearsal", *flags],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
         assert "resuming from checkpoints/pytest_rehearsal" in p.stdout
         assert json.load(open(tmp_path / "out2" / "pytest_rehearsal" / "state.json"))["step"] > state["step"]
@@ -292,11 +331,25 @@ def test_train_gpu_script_faces160_rehearsal_on_cpu(tmp_path):
     from ric_ext.models import load_classifier
 
     root = os.path.join(os.path.dirname(__file__), "..")
-    env = dict(os.environ, SKIP_INSTALL="1", DEVICE="cpu", STOP_MIN="0.002", OUT=str(tmp_path / "out"),
-               CLS_FLAGS="--epochs 1 --n-train 32 --batch-size 16", RIC_DATA=DATA)
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        SKIP_INSTALL="1",
+        DEVICE="cpu",
+        STOP_MIN="0.002",
+        OUT=str(tmp_path / "out"),
+        CLS_FLAGS="--epochs 1 --n-train 32 --batch-size 16",
+        RIC_DATA=DATA,
+    )
     flags = ["--batch-size", "2", "--val-n", "2", "--nae-steps", "2", "--ckpt-every", "1"]
-    p = subprocess.run(["bash", "python/train_gpu.sh", "faces160_rehearsal", *flags], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        ["bash", "python/train_gpu.sh", "faces160_rehearsal", *flags],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     run = tmp_path / "out" / "faces160_rehearsal"
     cfg = json.load(open(run / "config.json"))
@@ -311,14 +364,26 @@ def test_recipe_study_table(tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "recipe_study", os.path.join(os.path.dirname(__file__), "..", "python", "recipe_study.py"))
+        "recipe_study", os.path.join(os.path.dirname(__file__), "..", "python", "recipe_study.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     os.makedirs(tmp_path / "base")
     with open(tmp_path / "base" / "validation.jsonl", "w") as f:
         for step, p in ((100, 20.0), (200, 25.5), (300, 25.0)):
-            f.write(json.dumps({"step": step, "compute_s": step * 0.9, "val_psnr": p, "val_ssim": 0.9,
-                                "val_agreement": 1.0, "val_cipher_psnr": 10.0}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "compute_s": step * 0.9,
+                        "val_psnr": p,
+                        "val_ssim": 0.9,
+                        "val_agreement": 1.0,
+                        "val_cipher_psnr": 10.0,
+                    }
+                )
+                + "\n"
+            )
     row = mod.table(str(tmp_path)).splitlines()[2]
     assert row.startswith("| base |") and "| 300 | 4.5 | 25.00 | 25.50 (200) |" in row
 
@@ -330,10 +395,11 @@ def test_diagnose_floor_script_reports_both_paths():
     import sys
 
     script = os.path.join(os.path.dirname(__file__), "..", "python", "diagnose_floor.py")
-    out = subprocess.run([sys.executable, script, "--model", "svhn", "--n", "8"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, script, "--model", "svhn", "--n", "8"], capture_output=True, text=True, check=True
+    ).stdout
     rounded, unrounded = (float(v) for v in re.findall(r"PSNR ([\d.]+) dB", out))
-    # the bundled model recovers at ~35 dB on these images either way (NOTES.md); noise is ~10 dB
+    # the bundled model recovers at ~35 dB on these images either way (docs/diaries/svhn.md); noise is ~10 dB
     assert rounded > 30 and unrounded > 30
     assert re.search(r"ciphertext pixels clamped: [\d.]+%", out)
 
@@ -344,19 +410,31 @@ def test_continue_runs_script_rehearsal(tmp_path):
     import subprocess
 
     root = os.path.join(os.path.dirname(__file__), "..")
-    env = dict(os.environ, ROOT=str(tmp_path), SVHN_MIN="1", FACES_MIN="1", FACES2_MIN="1", FACES3_MIN="1", FACES4_MIN="1",
-               EXTRA="--batch-size 4 --steps 1 --val-n 4 --nae-steps 5 --nae-pool 1")
-    subprocess.run(["bash", "python/continue_runs.sh"], cwd=root, env=env, check=True, capture_output=True)
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        ROOT=str(tmp_path),
+        SVHN_MIN="1",
+        FACES_MIN="1",
+        FACES2_MIN="1",
+        FACES3_MIN="1",
+        FACES4_MIN="1",
+        EXTRA="--batch-size 4 --steps 1 --val-n 4 --nae-steps 5 --nae-pool 1",
+    )
+    p = subprocess.run(["bash", "python/continue_runs.sh"], cwd=root, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     for name in ("svhn_w32", "faces64_w32", "faces64_w32_r2", "faces64_w32_r3", "faces64_w32_r4"):
         val = [json.loads(line) for line in open(tmp_path / name / "validation.jsonl")]
         assert val[-1]["step"] == 1 and val[-1]["val_n"] == 4
         assert os.path.isfile(tmp_path / name / "checkpoint.pt")
     # each run's own schedule and init reached train; the warm restarts start from the bundled
     # faces model their previous run produced (v4: the first run's best weights, v5: r2's, v6: r3's)
-    for name, lr, warmup, init in (("faces64_w32", 3e-4, 50, "ric_ext/assets/ric_svhn_w32_v4.pt"),
-                                   ("faces64_w32_r2", 1.5e-4, 100, "ric_ext/assets/ric_faces64_v4.pt"),
-                                   ("faces64_w32_r3", 1e-4, 100, "ric_ext/assets/ric_faces64_v5.pt"),
-                                   ("faces64_w32_r4", 1e-4, 100, "ric_ext/assets/ric_faces64_v6.pt")):
+    for name, lr, warmup, init in (
+        ("faces64_w32", 3e-4, 50, "ric_ext/assets/ric_svhn_w32_v4.pt"),
+        ("faces64_w32_r2", 1.5e-4, 100, "ric_ext/assets/ric_faces64_v4.pt"),
+        ("faces64_w32_r3", 1e-4, 100, "ric_ext/assets/ric_faces64_v5.pt"),
+        ("faces64_w32_r4", 1e-4, 100, "ric_ext/assets/ric_faces64_v6.pt"),
+    ):
         cfg = json.load(open(tmp_path / name / "config.json"))
         assert (cfg["dataset"], cfg["size"], cfg["classifier"], cfg["nae_lr"]) == ("lfw", 64, "lfw", 0.05)
         assert (cfg["lr"], cfg["warmup"], cfg["init"]) == (lr, warmup, init)

@@ -1,8 +1,36 @@
 """Networks: the RIC feature extractor / encoder / decoder and the plaintext classifiers."""
-from .classifiers import (CifarResNet, LFWNet, Normalized, SVHNNet, ZeroLogit, fingerprint, load_cifar_resnet,
-                          load_lfw_classifier, load_svhn_classifier)
+
+from .classifiers import (
+    CifarResNet,
+    LFWNet,
+    Normalized,
+    SVHNNet,
+    ZeroLogit,
+    fingerprint,
+    load_cifar_resnet,
+    load_lfw_classifier,
+    load_svhn_classifier,
+)
 from .networks import RIC, Decoder, Encoder, FeatureExtractor, Trunk
 from .registry import bundled_model_path, load_classifier, load_ric, save_ric
 
-__all__ = ["RIC", "Decoder", "Encoder", "FeatureExtractor", "Trunk", "CifarResNet", "Normalized", "SVHNNet", "ZeroLogit", "LFWNet", "load_lfw_classifier",
-           "fingerprint", "load_cifar_resnet", "load_svhn_classifier", "load_classifier", "load_ric", "save_ric", "bundled_model_path"]
+__all__ = [
+    "RIC",
+    "Decoder",
+    "Encoder",
+    "FeatureExtractor",
+    "Trunk",
+    "CifarResNet",
+    "Normalized",
+    "SVHNNet",
+    "ZeroLogit",
+    "LFWNet",
+    "load_lfw_classifier",
+    "fingerprint",
+    "load_cifar_resnet",
+    "load_svhn_classifier",
+    "load_classifier",
+    "load_ric",
+    "save_ric",
+    "bundled_model_path",
+]

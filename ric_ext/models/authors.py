@@ -15,6 +15,7 @@ with c = (1 - lam) r + lam z, a first-layer weight [Wc, Wz] on (c, z) equals
 [(1 - lam) Wc, Wz + lam Wc] on (r, z). Their "encoder residual off" form (the
 ciphertext is E's output itself) has no counterpart and is refused.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,7 +96,7 @@ def convert_state_dict(theirs: Dict[str, torch.Tensor], lam: float = 0.8) -> tup
     return out, cfg
 
 
-def load_authors_checkpoint(path: Union[str, "os.PathLike[str]"], lam: float = 0.8) -> RIC:
+def load_authors_checkpoint(path: Union[str, os.PathLike[str]], lam: float = 0.8) -> RIC:
     """An authors' checkpoint file (``{"state_dict": ...}`` or a bare state dict) as our :class:`RIC`.
 
     ``lam`` is their ``lambda_net`` (0.8 in all their scripts). Their

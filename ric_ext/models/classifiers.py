@@ -1,7 +1,8 @@
 """Plaintext classifiers the cloud runs (never retrained), written from the
-facts in ../shared/models/README.md, and a wrapper that owns their input
+facts in docs/data.md, and a wrapper that owns their input
 normalisation so that every classifier takes images in [0, 1].
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,7 @@ class Normalized(nn.Module):
     badly, so other sizes raise instead of producing NAEs against a wrong label.
     """
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
-                 input_size: Optional[int] = None):
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], input_size: Optional[int] = None):
         super().__init__()
         self.net = net
         self.input_size = input_size
@@ -32,8 +32,10 @@ class Normalized(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.input_size
         if s is not None and tuple(x.shape[-2:]) != (s, s):
-            raise ValueError(f"this classifier takes {s}x{s} images, got {x.shape[-2]}x{x.shape[-1]} "
-                             f"(pass --size {s}, or a classifier trained at this size)")
+            raise ValueError(
+                f"this classifier takes {s}x{s} images, got {x.shape[-2]}x{x.shape[-1]} "
+                f"(pass --size {s}, or a classifier trained at this size)"
+            )
         return self.net((x - self.mean) / self.std)
 
 
@@ -63,13 +65,20 @@ class SVHNNet(nn.Module):
         super().__init__()
 
         def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                                 nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                                 nn.MaxPool2d(2))
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
 
         self.features = nn.Sequential(block(3, 32), block(32, 64), block(64, 128))
-        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(2048, 256), nn.ReLU(inplace=True), nn.Dropout(0.3),
-                                        nn.Linear(256, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.3), nn.Linear(2048, 256), nn.ReLU(inplace=True), nn.Dropout(0.3), nn.Linear(256, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
@@ -125,9 +134,15 @@ class LFWNet(nn.Module):
         super().__init__()
         layers, cin = [], 3
         for w in widths:
-            layers += [nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                       nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(cin, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(w, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             cin = w
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(cin, classes))

@@ -1,4 +1,4 @@
-"""The RIC networks of SPEC.md: feature extractor F, encoder E, decoder D, and
+"""The RIC networks of docs/scheme.md#networks: feature extractor F, encoder E, decoder D, and
 the ``RIC`` module that chains them with the fused mask / unmask ops.
 
 A *trunk* is three parallel branches (kernel 3, 4, 5; ``depth`` Conv+ReLU
@@ -12,6 +12,7 @@ unmask and the NAE must stay float32: decryption subtracts 0.8*z and scales by
 5, so an error of 1e-3 in z (bf16 has 8 bits of mantissa) is worth ~1 grey
 level. ``RIC.forward`` casts to float32 around those ops.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -42,8 +43,13 @@ class _SE(nn.Module):
 
     def __init__(self, c: int):
         super().__init__()
-        self.fc = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c // 2, 1), nn.ReLU(inplace=True),
-                                nn.Conv2d(c // 2, c, 1), nn.Sigmoid())
+        self.fc = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(c, c // 2, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c // 2, c, 1),
+            nn.Sigmoid(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(x)
@@ -61,8 +67,12 @@ class Trunk(nn.Module):
         self.branches = nn.ModuleList(_Branch(cin, width, k, depth) for k in (3, 4, 5))
         w3 = 3 * width
         self.head3 = nn.Sequential(nn.Conv2d(w3, width, 3, padding=1), nn.ReLU(inplace=True))
-        self.head4 = nn.Sequential(nn.Conv2d(w3, width, 4, padding=1), nn.ReLU(inplace=True),
-                                   nn.Conv2d(width, width, 4, padding=2), nn.ReLU(inplace=True))
+        self.head4 = nn.Sequential(
+            nn.Conv2d(w3, width, 4, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 4, padding=2),
+            nn.ReLU(inplace=True),
+        )
         self.head5 = nn.Sequential(nn.Conv2d(w3, width, 5, padding=2), nn.ReLU(inplace=True))
         self.se = nn.ModuleList(_SE(width) for _ in range(3)) if se else None
 
@@ -125,15 +135,14 @@ class RIC(nn.Module):
 
     Args:
         channels: 1 or 3.
-        width, depth: trunk width (SPEC: 50) and convs per branch (SPEC: 4, even).
-        lam: masking weight lambda in (0, 1) (SPEC: 0.8).
+        width, depth: trunk width (paper: 50) and convs per branch (paper: 4, even).
+        lam: masking weight lambda in (0, 1) (paper: 0.8).
         decoder_z: the decoder also sees the NAE (see :class:`Decoder`; not in the paper).
 
     Shapes: x, z are (B, channels, H, W) with H, W >= 8, x in [0, 1].
     """
 
-    def __init__(self, channels: int = 3, width: int = 50, depth: int = 4, lam: float = 0.8,
-                 decoder_z: bool = False):
+    def __init__(self, channels: int = 3, width: int = 50, depth: int = 4, lam: float = 0.8, decoder_z: bool = False):
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -157,8 +166,9 @@ class RIC(nn.Module):
         if t.dim() != 4 or t.shape[1] != self.channels or min(t.shape[-2:]) < 8:
             raise ValueError(f"{name} must have shape (B, {self.channels}, H, W) with H, W >= 8, got {tuple(t.shape)}")
 
-    def encrypt(self, x: torch.Tensor, z: torch.Tensor, quantize: str = "eval",
-                seed: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def encrypt(
+        self, x: torch.Tensor, z: torch.Tensor, quantize: str = "eval", seed: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """c = Q((1 - lam) E(F(x_tilde), z) + lam z); float32 in [0, 1] (8-bit grid unless quantize='train'/'none').
 
         ``seed`` is the dither stream of quantize='train' (see :func:`ric_ext.ops.mask`).
@@ -202,8 +212,9 @@ class RIC(nn.Module):
         x_hat = self.decoder(r, z.float() if self.decoder_z else None).float()
         return x_hat.clamp(0, 1) if clamp else x_hat
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor, quantize: str = "train",
-                seed: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, z: torch.Tensor, quantize: str = "train", seed: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Training pass: (ciphertext c, unclamped reconstruction x_hat)."""
         c = self.encrypt(x, z, quantize=quantize, seed=seed)
         return c, self.decrypt(c, z, clamp=False)

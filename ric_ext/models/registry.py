@@ -1,4 +1,5 @@
 """Loading classifiers by name and RIC weights from files (bundled or the user's)."""
+
 from __future__ import annotations
 
 import os
@@ -14,40 +15,56 @@ from .networks import RIC
 
 PathLike = Union[str, "os.PathLike[str]"]
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
-CLASSIFIERS = {"svhn": "svhn_ccexam.pth", "cifar10-resnet20": "cifar10_resnet20.th",
-               "cifar10-resnet56": "cifar10_resnet56.th", "lfw": "lfw_identity.pt",
-               # the same network trained at 160x160 (python/train_lfw_classifier.py --size 160); not bundled
-               # yet: the faces-160 GPU recipe (python/train_gpu.sh faces160) trains it into its run folder
-               "lfw160": "lfw_identity160.pt"}
+CLASSIFIERS = {
+    "svhn": "svhn_ccexam.pth",
+    "cifar10-resnet20": "cifar10_resnet20.th",
+    "cifar10-resnet56": "cifar10_resnet56.th",
+    "lfw": "lfw_identity.pt",
+    # the same network trained at 160x160 (python/train_lfw_classifier.py --size 160); not bundled
+    # yet: the faces-160 GPU recipe (python/train_gpu.sh faces160) trains it into its run folder
+    "lfw160": "lfw_identity160.pt",
+}
 # RIC weights shipped in ric_ext/assets, by name (see PROVENANCE.md there).
 # "svhn" is the best SVHN model; earlier ones stay under their own names so that
 # ciphertexts made with them (the header pins the weights) still decrypt.
-BUNDLED_RIC = {"svhn": "ric_svhn_w32_v4.pt", "svhn-v3": "ric_svhn_w32_v3.pt", "svhn-v2": "ric_svhn_w32_v2.pt",
-               "svhn-v1": "ric_svhn_w32.pt", "faces": "ric_faces64_v6.pt", "faces-v5": "ric_faces64_v5.pt",
-               "faces-v4": "ric_faces64_v4.pt", "faces-v3": "ric_faces64_v3.pt", "faces-v2": "ric_faces64_v2.pt",
-               "faces-v1": "ric_faces64.pt"}
+BUNDLED_RIC = {
+    "svhn": "ric_svhn_w32_v4.pt",
+    "svhn-v3": "ric_svhn_w32_v3.pt",
+    "svhn-v2": "ric_svhn_w32_v2.pt",
+    "svhn-v1": "ric_svhn_w32.pt",
+    "faces": "ric_faces64_v6.pt",
+    "faces-v5": "ric_faces64_v5.pt",
+    "faces-v4": "ric_faces64_v4.pt",
+    "faces-v3": "ric_faces64_v3.pt",
+    "faces-v2": "ric_faces64_v2.pt",
+    "faces-v1": "ric_faces64.pt",
+}
 
 
-def models_dir(models: Optional[PathLike] = None) -> str:
-    return os.fspath(models or os.environ.get("RIC_MODELS") or os.path.join("..", "shared", "models"))
+def models_dir(models: Optional[PathLike] = None) -> Optional[str]:
+    """The classifier folder: ``models``, else ``RIC_MODELS``, else None (bundled classifiers only)."""
+    path = models or os.environ.get("RIC_MODELS")
+    return os.fspath(path) if path else None
 
 
 def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
     """A classifier (input [0, 1], eval mode) by name: 'svhn', 'cifar10-resnet20', 'cifar10-resnet56',
     'lfw' (our 62-identity LFW classifier, 64x64 input), 'lfw160' (the same at 160x160).
 
-    'svhn' and 'lfw' fall back to the copies bundled in the package when the
-    models folder (``models``, ``RIC_MODELS`` or ../shared/models) does not have them.
+    The file is looked up in the models folder (``models``, else ``RIC_MODELS``);
+    'svhn' and 'lfw' fall back to the copies bundled in the package.
     """
     if name not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {sorted(CLASSIFIERS)}, got {name!r}")
-    path = os.path.join(models_dir(models), CLASSIFIERS[name])
-    if not os.path.isfile(path) and os.path.isfile(os.path.join(ASSETS, CLASSIFIERS[name])):
-        path = os.path.join(ASSETS, CLASSIFIERS[name])
-    if not os.path.isfile(path):
+    folder = models_dir(models)
+    tried = [os.path.join(folder, CLASSIFIERS[name])] if folder else []
+    if os.path.isfile(os.path.join(ASSETS, CLASSIFIERS[name])):
+        tried.append(os.path.join(ASSETS, CLASSIFIERS[name]))
+    path = next((p for p in tried if os.path.isfile(p)), None)
+    if path is None:
         hint = " (train it: python python/train_lfw_classifier.py --size 160 --out PATH)" if name == "lfw160" else ""
-        raise FileNotFoundError(f"classifier {name!r}: weights not found at {path}; pass --models DIR "
-                                f"or set RIC_MODELS{hint}")
+        where = f"not found at {tried[0]}" if tried else "not bundled, and no models folder was given"
+        raise FileNotFoundError(f"classifier {name!r}: weights {where}; pass --models DIR or set RIC_MODELS{hint}")
     if name == "svhn":
         return load_svhn_classifier(path)
     if name in ("lfw", "lfw160"):
@@ -55,14 +72,15 @@ def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
     return load_cifar_resnet(path, depth=20 if name.endswith("20") else 56)
 
 
-def save_ric(path: PathLike, model: RIC, *, extra: Optional[dict] = None, half: bool = False,
-             overwrite: bool = True) -> None:
+def save_ric(
+    path: PathLike, model: RIC, *, extra: Optional[dict] = None, half: bool = False, overwrite: bool = True
+) -> None:
     """Save RIC weights + config atomically (``half`` stores float16 to halve the size)."""
     # contiguous: a model trained in channels-last layout saves the same file as any other
-    sd = {k: (v.half() if half and v.is_floating_point() else v).cpu().contiguous()
-          for k, v in model.state_dict().items()}
-    blob = {"format": "ric-ext-model", "version": 1, "config": model.config(), "state_dict": sd,
-            "extra": extra or {}}
+    sd = {
+        k: (v.half() if half and v.is_floating_point() else v).cpu().contiguous() for k, v in model.state_dict().items()
+    }
+    blob = {"format": "ric-ext-model", "version": 1, "config": model.config(), "state_dict": sd, "extra": extra or {}}
     atomic_write(path, lambda tmp: torch.save(blob, tmp), overwrite=overwrite)
 
 

@@ -14,10 +14,20 @@ pure-PyTorch reference in :mod:`ric_ext.ops._torch_impl`).
 
 CPU loops live in csrc/cpu/kernels_cpu.cpp, CUDA kernels in csrc/cuda/kernels_cuda.cu.
 """
+
 from .adam import adam_tanh_step_
 from .cw import cw_margin, margin
 from .keystream import chacha20_keystream, key_tensor, keyed_uniform
 from .mask import mask, mask_uint8, unmask
 
-__all__ = ["adam_tanh_step_", "chacha20_keystream", "cw_margin", "key_tensor", "keyed_uniform", "margin", "mask",
-           "mask_uint8", "unmask"]
+__all__ = [
+    "adam_tanh_step_",
+    "chacha20_keystream",
+    "cw_margin",
+    "key_tensor",
+    "keyed_uniform",
+    "margin",
+    "mask",
+    "mask_uint8",
+    "unmask",
+]

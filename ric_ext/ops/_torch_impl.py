@@ -6,6 +6,7 @@ written for clarity, not speed: integer generators use int64 tensors holding
 32-bit words, and divisions use a full tensor divisor so that no backend turns
 them into multiplications by a reciprocal.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -53,14 +54,24 @@ def chacha20_words(key: torch.Tensor, nonces: torch.Tensor, nblocks: int, counte
     x = [t.clone() for t in s]
 
     def qr(a: int, b: int, c: int, d: int) -> None:
-        x[a] = (x[a] + x[b]) & MASK32; x[d] = _rotl(x[d] ^ x[a], 16)
-        x[c] = (x[c] + x[d]) & MASK32; x[b] = _rotl(x[b] ^ x[c], 12)
-        x[a] = (x[a] + x[b]) & MASK32; x[d] = _rotl(x[d] ^ x[a], 8)
-        x[c] = (x[c] + x[d]) & MASK32; x[b] = _rotl(x[b] ^ x[c], 7)
+        x[a] = (x[a] + x[b]) & MASK32
+        x[d] = _rotl(x[d] ^ x[a], 16)
+        x[c] = (x[c] + x[d]) & MASK32
+        x[b] = _rotl(x[b] ^ x[c], 12)
+        x[a] = (x[a] + x[b]) & MASK32
+        x[d] = _rotl(x[d] ^ x[a], 8)
+        x[c] = (x[c] + x[d]) & MASK32
+        x[b] = _rotl(x[b] ^ x[c], 7)
 
     for _ in range(10):
-        qr(0, 4, 8, 12); qr(1, 5, 9, 13); qr(2, 6, 10, 14); qr(3, 7, 11, 15)
-        qr(0, 5, 10, 15); qr(1, 6, 11, 12); qr(2, 7, 8, 13); qr(3, 4, 9, 14)
+        qr(0, 4, 8, 12)
+        qr(1, 5, 9, 13)
+        qr(2, 6, 10, 14)
+        qr(3, 7, 11, 15)
+        qr(0, 5, 10, 15)
+        qr(1, 6, 11, 12)
+        qr(2, 7, 8, 13)
+        qr(3, 4, 9, 14)
     return torch.stack([(x[i] + s[i]) & MASK32 for i in range(16)], dim=-1)
 
 
@@ -73,8 +84,9 @@ def chacha20_keystream(key: torch.Tensor, nonces: torch.Tensor, nbytes: int, cou
     return b.reshape(nonces.shape[0], nblocks * 64)[:, :nbytes].to(torch.uint8)
 
 
-def keyed_uniform(key: torch.Tensor, nonces: torch.Tensor, n: int, counter: int = 0,
-                  tanh_space: bool = False) -> torch.Tensor:
+def keyed_uniform(
+    key: torch.Tensor, nonces: torch.Tensor, n: int, counter: int = 0, tanh_space: bool = False
+) -> torch.Tensor:
     """(B, n) float32 uniforms in [0, 1) (24 bits each), or atanh(2u-1) if tanh_space."""
     nblocks = (n + 15) // 16
     w = chacha20_words(key, nonces, nblocks, counter).reshape(nonces.shape[0], nblocks * 16)[:, :n]
@@ -153,8 +165,9 @@ def mask_uint8(e: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
     return torch.nan_to_num(q, nan=0.0).to(torch.uint8)
 
 
-def mask_backward(grad: torch.Tensor, e: torch.Tensor, z: torch.Tensor, lam: float, mode: int,
-                  seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_backward(
+    grad: torch.Tensor, e: torch.Tensor, z: torch.Tensor, lam: float, mode: int, seed: Optional[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Straight-through quantiser; zero gradient where the clamp is active."""
     ge, gz = grad * (1.0 - lam), grad * lam
     if mode == QUANT_NONE:
@@ -188,9 +201,19 @@ def cw_margin(logits: torch.Tensor, labels: torch.Tensor, kappa: float, targeted
 # ---------------------------------------------------------------------------
 # Tanh-space Adam step
 # ---------------------------------------------------------------------------
-def adam_tanh_step(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, active: torch.Tensor,
-                   step: int, lr: float, beta1: float, beta2: float, eps: float,
-                   grad_wrt_adv: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def adam_tanh_step(
+    w: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    grad: torch.Tensor,
+    active: torch.Tensor,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    grad_wrt_adv: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Functional: returns (w', m', v', adv) with rows where active is False unchanged."""
     g = grad
     if grad_wrt_adv:

@@ -2,6 +2,7 @@
 
 Messages never include key material (only lengths and types).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,9 @@ def same_device(**named: Optional[torch.Tensor]) -> torch.device:
 
 def same_shape(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"{a_name} has shape {tuple(a.shape)} but {b_name} has shape {tuple(b.shape)}; they must match")
+        raise ValueError(
+            f"{a_name} has shape {tuple(a.shape)} but {b_name} has shape {tuple(b.shape)}; they must match"
+        )
 
 
 def lam(value: object) -> float:

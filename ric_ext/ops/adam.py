@@ -7,6 +7,7 @@ A per-sample ``active`` mask freezes finished samples (w, m, v untouched).
 Kernels: csrc/common/elementwise.h (adam_update), csrc/cpu/kernels_cpu.cpp and
 csrc/cuda/kernels_cuda.cu (adam_tanh). Reference: ``_torch_impl.adam_tanh_step``.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -14,12 +15,24 @@ from typing import Optional, Tuple
 import torch
 
 from .. import _native
+from ..checks import check_int
 from . import _torch_impl, _validate
 
 
 @torch.library.custom_op("ric::adam_tanh_step_", mutates_args=("w", "m", "v"))
-def _adam_op(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, active: torch.Tensor,
-             step: int, lr: float, beta1: float, beta2: float, eps: float, grad_wrt_adv: bool) -> torch.Tensor:
+def _adam_op(
+    w: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    grad: torch.Tensor,
+    active: torch.Tensor,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    grad_wrt_adv: bool,
+) -> torch.Tensor:
     _validate.raw_op_args(w=w, m=m, v=v, grad=grad, active=active)
     if not (w.is_contiguous() and m.is_contiguous() and v.is_contiguous()):
         raise ValueError("w, m and v must be contiguous (they are updated in place)")
@@ -30,9 +43,25 @@ def _adam_op(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tens
     dev, stream = _native.device_args(w)
     rows = w.shape[0] if w.dim() else 1
     n = w.numel() // rows if rows else 0
-    _native._C.adam_tanh(_native.dtype_name(w), dev, stream, w.data_ptr(), m.data_ptr(), v.data_ptr(),
-                         grad.data_ptr(), active.view(torch.uint8).data_ptr(), adv.data_ptr(), rows, n,
-                         lr, beta1, beta2, eps, step, grad_wrt_adv)
+    _native._C.adam_tanh(
+        _native.dtype_name(w),
+        dev,
+        stream,
+        w.data_ptr(),
+        m.data_ptr(),
+        v.data_ptr(),
+        grad.data_ptr(),
+        active.view(torch.uint8).data_ptr(),
+        adv.data_ptr(),
+        rows,
+        n,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        step,
+        grad_wrt_adv,
+    )
     return adv
 
 
@@ -41,10 +70,20 @@ def _(w, m, v, grad, active, step, lr, beta1, beta2, eps, grad_wrt_adv):
     return torch.empty_like(w)
 
 
-def adam_tanh_step_(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, step: int, *,
-                    lr: float = 0.01, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                    active: Optional[torch.Tensor] = None, grad_wrt: str = "w",
-                    backend: str = "native") -> torch.Tensor:
+def adam_tanh_step_(
+    w: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    grad: torch.Tensor,
+    step: int,
+    *,
+    lr: float = 0.01,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    active: Optional[torch.Tensor] = None,
+    grad_wrt: str = "w",
+    backend: str = "native",
+) -> torch.Tensor:
     """In-place Adam step on tanh-space variables; returns adv = (tanh(w) + 1) / 2.
 
     Args:
@@ -68,8 +107,7 @@ def adam_tanh_step_(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: tor
     for name, t in (("w", w), ("m", m), ("v", v)):
         if not t.is_contiguous():
             raise ValueError(f"{name} must be contiguous (it is updated in place)")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        raise ValueError(f"step must be an int >= 1, got {step!r}")
+    check_int("step", step, 1)
     lr = _validate.non_negative("lr", lr)
     eps = _validate.non_negative("eps", eps)
     beta1, beta2 = (float(b) for b in betas)
@@ -84,8 +122,9 @@ def adam_tanh_step_(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: tor
         raise ValueError(f"active must have shape ({w.shape[0]},), got {tuple(active.shape)}")
     _validate.same_device(w=w, active=active)
     if backend == "torch":
-        w2, m2, v2, adv = _torch_impl.adam_tanh_step(w, m, v, grad, active, step, lr, beta1, beta2, eps,
-                                                     grad_wrt == "adv")
+        w2, m2, v2, adv = _torch_impl.adam_tanh_step(
+            w, m, v, grad, active, step, lr, beta1, beta2, eps, grad_wrt == "adv"
+        )
         with torch.no_grad():
             w.copy_(w2), m.copy_(m2), v.copy_(v2)
         return adv

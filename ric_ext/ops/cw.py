@@ -10,6 +10,7 @@ gradient flows where the margin is >= -kappa (as torch.clamp_min's backward).
 Kernels: csrc/common/elementwise.h (cw_row), csrc/cpu/kernels_cpu.cpp and
 csrc/cuda/kernels_cuda.cu (cw_margin*). Reference: ``_torch_impl.cw_margin``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,9 @@ def _launch(name: str, like: torch.Tensor, *args) -> None:
 
 def _check_raw(logits: torch.Tensor, labels: torch.Tensor) -> None:
     if logits.dim() != 2 or labels.shape != (logits.shape[0],) or labels.dtype != torch.int64:
-        raise ValueError(f"need logits (B, K) and int64 labels (B,), got {tuple(logits.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"need logits (B, K) and int64 labels (B,), got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
 
 
 @torch.library.custom_op("ric::cw_margin", mutates_args=())
@@ -34,8 +37,17 @@ def _cw_op(logits: torch.Tensor, labels: torch.Tensor, kappa: float, targeted: b
     _check_raw(logits, labels)
     logits, labels = logits.contiguous(), labels.contiguous()
     out = logits.new_empty((logits.shape[0],))
-    _launch("cw_margin", logits, logits.data_ptr(), labels.data_ptr(), out.data_ptr(), logits.shape[0],
-            logits.shape[1], kappa, targeted)
+    _launch(
+        "cw_margin",
+        logits,
+        logits.data_ptr(),
+        labels.data_ptr(),
+        out.data_ptr(),
+        logits.shape[0],
+        logits.shape[1],
+        kappa,
+        targeted,
+    )
     return out
 
 
@@ -45,16 +57,27 @@ def _(logits, labels, kappa, targeted):
 
 
 @torch.library.custom_op("ric::cw_margin_backward", mutates_args=())
-def _cw_backward_op(grad: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, kappa: float,
-                    targeted: bool) -> torch.Tensor:
+def _cw_backward_op(
+    grad: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, kappa: float, targeted: bool
+) -> torch.Tensor:
     _validate.raw_op_args(grad=grad, logits=logits, labels=labels)
     _check_raw(logits, labels)
     if grad.shape != (logits.shape[0],):
         raise ValueError(f"grad must have shape ({logits.shape[0]},), got {tuple(grad.shape)}")
     grad, logits, labels = grad.contiguous(), logits.contiguous(), labels.contiguous()
     out = torch.empty_like(logits)
-    _launch("cw_margin_backward", logits, grad.data_ptr(), logits.data_ptr(), labels.data_ptr(), out.data_ptr(),
-            logits.shape[0], logits.shape[1], kappa, targeted)
+    _launch(
+        "cw_margin_backward",
+        logits,
+        grad.data_ptr(),
+        logits.data_ptr(),
+        labels.data_ptr(),
+        out.data_ptr(),
+        logits.shape[0],
+        logits.shape[1],
+        kappa,
+        targeted,
+    )
     return out
 
 
@@ -77,8 +100,9 @@ def _bwd(ctx, grad):
 _cw_op.register_autograd(_bwd, setup_context=_setup)
 
 
-def cw_margin(logits: torch.Tensor, labels: torch.Tensor, kappa: float = 0.0, *, targeted: bool = True,
-              backend: str = "native") -> torch.Tensor:
+def cw_margin(
+    logits: torch.Tensor, labels: torch.Tensor, kappa: float = 0.0, *, targeted: bool = True, backend: str = "native"
+) -> torch.Tensor:
     """Per-row C&W margin.
 
     Args:

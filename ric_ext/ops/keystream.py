@@ -4,6 +4,7 @@ Kernels: csrc/common/chacha20.h (block function), csrc/cpu/kernels_cpu.cpp and
 csrc/cuda/kernels_cuda.cu (``keystream_bytes``, ``keyed_uniform``).
 Reference: ``_torch_impl.chacha20_keystream`` / ``_torch_impl.keyed_uniform``.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Union
@@ -11,6 +12,7 @@ from typing import Sequence, Union
 import torch
 
 from .. import _native
+from ..checks import check_int
 from . import _torch_impl, _validate
 
 KeyLike = Union[bytes, bytearray, torch.Tensor]
@@ -29,8 +31,9 @@ def _keystream_op(key: torch.Tensor, nonces: torch.Tensor, nbytes: int, counter:
     _check_raw(key, nonces)
     out = torch.empty((nonces.shape[0], nbytes), dtype=torch.uint8, device=nonces.device)
     dev, stream = _native.device_args(out)
-    _native._C.keystream_bytes(dev, stream, key.data_ptr(), nonces.data_ptr(), out.data_ptr(),
-                               nonces.shape[0], nbytes, counter)
+    _native._C.keystream_bytes(
+        dev, stream, key.data_ptr(), nonces.data_ptr(), out.data_ptr(), nonces.shape[0], nbytes, counter
+    )
     return out
 
 
@@ -45,8 +48,9 @@ def _uniform_op(key: torch.Tensor, nonces: torch.Tensor, n: int, counter: int, t
     _check_raw(key, nonces)
     out = torch.empty((nonces.shape[0], n), dtype=torch.float32, device=nonces.device)
     dev, stream = _native.device_args(out)
-    _native._C.keyed_uniform(dev, stream, key.data_ptr(), nonces.data_ptr(), out.data_ptr(),
-                             nonces.shape[0], n, counter, tanh_space)
+    _native._C.keyed_uniform(
+        dev, stream, key.data_ptr(), nonces.data_ptr(), out.data_ptr(), nonces.shape[0], n, counter, tanh_space
+    )
     return out
 
 
@@ -67,7 +71,9 @@ def key_tensor(key: KeyLike, device: torch.device | str | None = None) -> torch.
         t = torch.frombuffer(bytearray(key), dtype=torch.uint8)
     elif isinstance(key, torch.Tensor):
         if key.dtype != torch.uint8:
-            raise TypeError(f"key must be bytes or a uint8 tensor, got a {str(key.dtype).removeprefix('torch.')} tensor")
+            raise TypeError(
+                f"key must be bytes or a uint8 tensor, got a {str(key.dtype).removeprefix('torch.')} tensor"
+            )
         if key.numel() != 32:
             raise ValueError(f"key must be 32 bytes, got {key.numel()} bytes")
         t = key.reshape(32)
@@ -104,8 +110,9 @@ def _numel(shape: Union[int, Sequence[int]]) -> tuple[tuple[int, ...], int]:
     return shape, n
 
 
-def chacha20_keystream(key: KeyLike, nonces: torch.Tensor, nbytes: int, *, counter: int = 0,
-                       backend: str = "native") -> torch.Tensor:
+def chacha20_keystream(
+    key: KeyLike, nonces: torch.Tensor, nbytes: int, *, counter: int = 0, backend: str = "native"
+) -> torch.Tensor:
     """Raw ChaCha20 keystream bytes, one stream per nonce.
 
     Args:
@@ -118,8 +125,7 @@ def chacha20_keystream(key: KeyLike, nonces: torch.Tensor, nbytes: int, *, count
     """
     _validate.backend(backend)
     nonces = _check_nonces(nonces)
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
-        raise ValueError(f"nbytes must be a non-negative int, got {nbytes!r}")
+    check_int("nbytes", nbytes, 0)
     counter = _check_counter(counter, (nbytes + 63) // 64)
     k = key_tensor(key, nonces.device)
     if backend == "torch":
@@ -127,8 +133,15 @@ def chacha20_keystream(key: KeyLike, nonces: torch.Tensor, nbytes: int, *, count
     return _keystream_op(k, nonces, nbytes, counter)
 
 
-def keyed_uniform(key: KeyLike, nonces: torch.Tensor, shape: Union[int, Sequence[int]], *, counter: int = 0,
-                  tanh_space: bool = False, backend: str = "native") -> torch.Tensor:
+def keyed_uniform(
+    key: KeyLike,
+    nonces: torch.Tensor,
+    shape: Union[int, Sequence[int]],
+    *,
+    counter: int = 0,
+    tanh_space: bool = False,
+    backend: str = "native",
+) -> torch.Tensor:
     """Key-seeded uniform noise z0, one image per nonce, bit-identical on every backend.
 
     Element i of image b is word i of the ChaCha20 keystream (key, nonces[b],

@@ -5,9 +5,19 @@ robustness and baseline schemes (``python -m ric_ext evaluate --attacks``).
     res = run_attacks(cipher, attack_x, test_x, train_x, train_labels, AttackConfig())
     write_report(res, "runs/security")
 """
-from .attacks import SECTIONS, AttackConfig, run_attacks, score
+
+from .attacks import SECTIONS, AttackConfig, run_attacks
 from .inversion import InversionSettings, train_inversion
 from .report import format_markdown, write_report
+from .scoring import score
 
-__all__ = ["SECTIONS", "AttackConfig", "InversionSettings", "format_markdown", "run_attacks", "score",
-           "train_inversion", "write_report"]
+__all__ = [
+    "SECTIONS",
+    "AttackConfig",
+    "InversionSettings",
+    "format_markdown",
+    "run_attacks",
+    "score",
+    "train_inversion",
+    "write_report",
+]

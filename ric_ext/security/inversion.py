@@ -7,6 +7,7 @@ a fixed number of epochs, and the epoch with the best validation PSNR is kept
 (early stopping on the attacker's own validation pairs, as a careful attacker
 would do).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
+from ..batching import batch_slices
 from .unet import UNet
 
 
@@ -41,11 +43,17 @@ class InversionSettings:
 @torch.no_grad()
 def _predict(net: UNet, inp: torch.Tensor, batch: int = 128) -> torch.Tensor:
     net.eval()
-    return torch.cat([net(inp[i:i + batch]) for i in range(0, inp.shape[0], batch)]) if inp.shape[0] else inp
+    return torch.cat([net(inp[sl]) for sl in batch_slices(inp.shape[0], batch)]) if inp.shape[0] else inp
 
 
-def train_inversion(train_in: torch.Tensor, train_x: torch.Tensor, val_in: torch.Tensor, val_x: torch.Tensor,
-                    test_in: torch.Tensor, settings: InversionSettings = InversionSettings()) -> Tuple[torch.Tensor, dict]:
+def train_inversion(
+    train_in: torch.Tensor,
+    train_x: torch.Tensor,
+    val_in: torch.Tensor,
+    val_x: torch.Tensor,
+    test_in: torch.Tensor,
+    settings: InversionSettings = InversionSettings(),
+) -> Tuple[torch.Tensor, dict]:
     """Train on (train_in -> train_x), select the epoch by PSNR on (val_in, val_x), reconstruct test_in.
 
     Inputs (N, C_in, H, W) float; targets (N, C, H, W) in [0, 1]. Returns the
@@ -66,8 +74,8 @@ def train_inversion(train_in: torch.Tensor, train_x: torch.Tensor, val_in: torch
     for epoch in range(1, settings.epochs + 1):
         net.train()
         perm = torch.randperm(n, generator=g)
-        for i in range(0, n, settings.batch_size):
-            idx = perm[i:i + settings.batch_size]
+        for sl in batch_slices(n, settings.batch_size):
+            idx = perm[sl]
             loss = F.mse_loss(net(train_in[idx]), train_x[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,4 +1,5 @@
 """Small line charts as PNG with Pillow alone (no plotting dependency)."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,13 @@ def _ticks(lo: float, hi: float, n: int = 5) -> List[float]:
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
-def line_chart(series: Dict[str, Sequence[Tuple[float, float]]], title: str, xlabel: str, ylabel: str,
-               size: Tuple[int, int] = (820, 400)):
+def line_chart(
+    series: Dict[str, Sequence[Tuple[float, float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    size: Tuple[int, int] = (820, 400),
+):
     """A PIL image: one polyline with markers per named series of (x, y) points (NaN y values are skipped)."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -40,8 +46,10 @@ def line_chart(series: Dict[str, Sequence[Tuple[float, float]]], title: str, xla
     y0, y1 = y0 - pad, y1 + pad
 
     def px(x: float, y: float) -> Tuple[float, float]:
-        return (left + (x - x0) / (x1 - x0) * (W - left - right),
-                H - bottom - (y - y0) / (y1 - y0) * (H - top - bottom))
+        return (
+            left + (x - x0) / (x1 - x0) * (W - left - right),
+            H - bottom - (y - y0) / (y1 - y0) * (H - top - bottom),
+        )
 
     d.rectangle([left, top, W - right, H - bottom], outline="black")
     for t in _ticks(y0, y1):

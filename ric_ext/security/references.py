@@ -6,6 +6,7 @@ needs one number per image), and the mean training image of the label the
 cloud sees (the label is public). An attack only shows leakage where it beats
 these.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -13,8 +14,9 @@ from typing import Dict
 import torch
 
 
-def reference_guesses(x: torch.Tensor, labels: torch.Tensor, train_x: torch.Tensor,
-                      train_labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+def reference_guesses(
+    x: torch.Tensor, labels: torch.Tensor, train_x: torch.Tensor, train_labels: torch.Tensor
+) -> Dict[str, torch.Tensor]:
     """Guesses for images ``x`` (B, C, H, W) with public ``labels`` (B,), from training images and labels."""
     if train_x.shape[0] == 0:
         raise ValueError("reference guesses need training images")
@@ -25,5 +27,4 @@ def reference_guesses(x: torch.Tensor, labels: torch.Tensor, train_x: torch.Tens
         sel = train_labels == k
         class_means[k] = train_x[sel].mean(0) if bool(sel.any()) else mean_img[0]
     class_img = torch.stack([class_means[int(k)] for k in labels]) if len(labels) else x.clone()
-    return {"training-set mean image": mean_img.expand_as(x), "own mean grey": own_grey,
-            "class-mean image": class_img}
+    return {"training-set mean image": mean_img.expand_as(x), "own mean grey": own_grey, "class-mean image": class_img}

@@ -1,6 +1,7 @@
 """The security report: report.md (tables with every number's settings),
 report.json, an image grid of attacker reconstructions and PNG curves.
 Every file is written atomically."""
+
 from __future__ import annotations
 
 import json
@@ -26,22 +27,35 @@ def _save_chart(path: str, img) -> None:
 def format_markdown(res: dict, context: dict) -> str:
     lines = ["# ric_ext security evaluation", ""]
     lines += ["## What was evaluated", ""] + [f"- {k}: {v}" for k, v in context.items()]
-    lines += [f"- attacker pairs: {res['n_attack_pairs']} train + {res['n_val']} validation; "
-              f"scored on {res['n_test']} unseen test images",
-              f"- settings: `{json.dumps(res['settings'])}`", ""]
-    lines += ["## Reference guesses (know nothing about the image)", "",
-              "| guess | PSNR dB | SSIM |", "| --- | ---: | ---: |"]
+    lines += [
+        f"- attacker pairs: {res['n_attack_pairs']} train + {res['n_val']} validation; "
+        f"scored on {res['n_test']} unseen test images",
+        f"- settings: `{json.dumps(res['settings'])}`",
+        "",
+    ]
+    lines += [
+        "## Reference guesses (know nothing about the image)",
+        "",
+        "| guess | PSNR dB | SSIM |",
+        "| --- | ---: | ---: |",
+    ]
     for k, v in res["references"].items():
         lines.append(f"| {k} | {_f(v['psnr'])} | {_f(v['ssim'], 4)} |")
     base = res["references"]["training-set mean image"]
-    lines += ["", "## Attacks", "",
-              f"Each row: the attacker's guess of the plaintext scored against it; Δ is against the training-set "
-              f"mean image ({_f(base['psnr'])} dB / {_f(base['ssim'], 4)}). Target where one applies: beat that "
-              "baseline by at most 1 dB and 0.05 SSIM (re-encryption: the class-mean image).", "",
-              "Baselines column: PSNR of the training-set mean / own mean grey / class-mean image on the same "
-              "images as the row (the re-encryption rows use a subset).", "",
-              "| section | attack | PSNR dB | SSIM | ΔPSNR | ΔSSIM | baselines PSNR dB | target | met | settings |",
-              "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Attacks",
+        "",
+        f"Each row: the attacker's guess of the plaintext scored against it; Δ is against the training-set "
+        f"mean image ({_f(base['psnr'])} dB / {_f(base['ssim'], 4)}). Target where one applies: beat that "
+        "baseline by at most 1 dB and 0.05 SSIM (re-encryption: the class-mean image).",
+        "",
+        "Baselines column: PSNR of the training-set mean / own mean grey / class-mean image on the same "
+        "images as the row (the re-encryption rows use a subset).",
+        "",
+        "| section | attack | PSNR dB | SSIM | ΔPSNR | ΔSSIM | baselines PSNR dB | target | met | settings |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
+    ]
     for r in res["rows"]:
         b = r.get("baselines") or res["references"]
         if "baselines" not in r and "class_mean_psnr" in r:  # older JSON: re-encryption rows ran on a subset
@@ -51,57 +65,88 @@ def format_markdown(res: dict, context: dict) -> str:
         met = {True: "yes", False: "**NO**"}.get(r.get("meets_target"), "–")
         settings = {k: v for k, v in r["settings"].items() if k not in ("network", "loss", "optimiser")}
         extra = f", best epoch {r['best_epoch']}" if "best_epoch" in r else ""
-        lines.append(f"| {r['section']} | {r['attack']} | {_f(r['psnr'])} | {_f(r['ssim'], 4)} | "
-                     f"{r['dpsnr_vs_train_mean']:+.2f} | {r['dssim_vs_train_mean']:+.4f} | {bl} | {r.get('target', '–')} | "
-                     f"{met} | `{json.dumps(settings)}`{extra} |")
+        lines.append(
+            f"| {r['section']} | {r['attack']} | {_f(r['psnr'])} | {_f(r['ssim'], 4)} | "
+            f"{r['dpsnr_vs_train_mean']:+.2f} | {r['dssim_vs_train_mean']:+.4f} | {bl} | {r.get('target', '–')} | "
+            f"{met} | `{json.dumps(settings)}`{extra} |"
+        )
     cur = res["curves"]
     if "statistics" in cur:
         s = cur["statistics"]
-        lines += ["", "## Ciphertext statistics", "",
-                  f"- NPCR {s['npcr_percent']:.3f}% / UACI {s['uaci_percent']:.3f}% between ciphertexts of the same "
-                  f"images under two keys with the same nonces (ideal for independent uniform images: "
-                  f"{s['npcr_ideal']}% / {s['uaci_ideal']}%); target NPCR >= 99%: "
-                  f"{'met' if s['npcr_meets_target'] else '**NOT met**'}",
-                  f"- histogram chi-square (256 bins, uniform): ciphertexts {s['chi2_ciphertext_mean']:.1f} "
-                  f"(share below the 5% critical value {s['chi2_critical']}: {100 * s['chi2_ciphertext_pass_5pct']:.1f}%), "
-                  f"plaintexts {s['chi2_plaintext_mean']:.1f}",
-                  "", "| direction | plaintext r | ciphertext r | ciphertext mean abs r |", "| --- | ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "## Ciphertext statistics",
+            "",
+            f"- NPCR {s['npcr_percent']:.3f}% / UACI {s['uaci_percent']:.3f}% between ciphertexts of the same "
+            f"images under two keys with the same nonces (ideal for independent uniform images: "
+            f"{s['npcr_ideal']}% / {s['uaci_ideal']}%); target NPCR >= 99%: "
+            f"{'met' if s['npcr_meets_target'] else '**NOT met**'}",
+            f"- histogram chi-square (256 bins, uniform): ciphertexts {s['chi2_ciphertext_mean']:.1f} "
+            f"(share below the 5% critical value {s['chi2_critical']}: {100 * s['chi2_ciphertext_pass_5pct']:.1f}%), "
+            f"plaintexts {s['chi2_plaintext_mean']:.1f}",
+            "",
+            "| direction | plaintext r | ciphertext r | ciphertext mean abs r |",
+            "| --- | ---: | ---: | ---: |",
+        ]
         for d, v in s["correlation"].items():
             lines.append(f"| {d} | {v['plaintext']:.4f} | {v['ciphertext']:.4f} | {v['ciphertext_abs']:.4f} |")
         lines.append(f"\nTarget |r| <= 0.05: {'met' if s['correlation_meets_target'] else '**NOT met**'}")
     if "reencryption" in cur:
-        lines += ["", "## Re-encryption (the same image under fresh nonces)", "",
-                  f"Class-mean image: {_f(cur['reencryption_class_mean_psnr'])} dB, training-set mean "
-                  f"{_f(cur['reencryption_train_mean_psnr'])} dB on these images.", "",
-                  "| N | " + " | ".join(cur["reencryption"]) + " |", "| ---: |" + " ---: |" * len(cur["reencryption"])]
+        lines += [
+            "",
+            "## Re-encryption (the same image under fresh nonces)",
+            "",
+            f"Class-mean image: {_f(cur['reencryption_class_mean_psnr'])} dB, training-set mean "
+            f"{_f(cur['reencryption_train_mean_psnr'])} dB on these images.",
+            "",
+            "| N | " + " | ".join(cur["reencryption"]) + " |",
+            "| ---: |" + " ---: |" * len(cur["reencryption"]),
+        ]
         ns = [n for n, _ in next(iter(cur["reencryption"].values()))]
         for i, n in enumerate(ns):
             lines.append(f"| {n} | " + " | ".join(_f(v[i][1]) for v in cur["reencryption"].values()) + " |")
         lines += ["", "![re-encryption](reencryption.png)"]
     if "robustness" in cur:
         rob = cur["robustness"]
-        lines += ["", "## Robustness of the ciphertext (in memory)", "",
-                  "The authenticated ciphertext file refuses modified pixels (TamperedError); these curves apply "
-                  "JPEG and noise to the in-memory ciphertext and decrypt it anyway.", "",
-                  f"Clean: agreement {100 * rob['clean']['agreement']:.1f}%, decryption {_f(rob['clean']['psnr'])} dB.",
-                  "", "| JPEG quality | agreement | decryption PSNR dB |", "| ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "## Robustness of the ciphertext (in memory)",
+            "",
+            "The authenticated ciphertext file refuses modified pixels (TamperedError); these curves apply "
+            "JPEG and noise to the in-memory ciphertext and decrypt it anyway.",
+            "",
+            f"Clean: agreement {100 * rob['clean']['agreement']:.1f}%, decryption {_f(rob['clean']['psnr'])} dB.",
+            "",
+            "| JPEG quality | agreement | decryption PSNR dB |",
+            "| ---: | ---: | ---: |",
+        ]
         lines += [f"| {r['quality']} | {100 * r['agreement']:.1f}% | {_f(r['psnr'])} |" for r in rob["jpeg"]]
         lines += ["", "| noise sigma (grey levels) | agreement | decryption PSNR dB |", "| ---: | ---: | ---: |"]
         lines += [f"| {r['sigma']:g} | {100 * r['agreement']:.1f}% | {_f(r['psnr'])} |" for r in rob["noise"]]
         lines += ["", "![jpeg](robustness_jpeg.png) ![noise](robustness_noise.png)"]
     if "baselines" in cur:
-        lines += ["", "## Baseline schemes", "",
-                  "| scheme | agreement | recovery PSNR / SSIM | ciphertext vs plaintext PSNR / SSIM | NPCR % | "
-                  "mean abs r (horizontal) | attacker | attacker PSNR / SSIM |",
-                  "| --- | ---: | --- | --- | ---: | ---: | --- | --- |"]
+        lines += [
+            "",
+            "## Baseline schemes",
+            "",
+            "| scheme | agreement | recovery PSNR / SSIM | ciphertext vs plaintext PSNR / SSIM | NPCR % | "
+            "mean abs r (horizontal) | attacker | attacker PSNR / SSIM |",
+            "| --- | ---: | --- | --- | ---: | ---: | --- | --- |",
+        ]
         for b in cur["baselines"]:
             att = b["attacker"]
-            lines.append(f"| {b['scheme']} | {100 * b['agreement']:.1f}% | {_f(b['recovery']['psnr'])} / "
-                         f"{_f(b['recovery']['ssim'], 4)} | {_f(b['cipher_vs_plain']['psnr'])} / "
-                         f"{_f(b['cipher_vs_plain']['ssim'], 4)} | {_f(b['npcr_percent'])} | {b['corr_h_abs']:.4f} | "
-                         f"{b['attacker_name']} | {(_f(att['psnr']) + ' / ' + _f(att['ssim'], 4)) if att else 'not run'} |")
-    lines += ["", "![attacker reconstructions](attacks_grid.png)", "",
-              "Grid rows: test images. Columns: " + ", ".join(res.get("_grid_columns", [])) + "."]
+            lines.append(
+                f"| {b['scheme']} | {100 * b['agreement']:.1f}% | {_f(b['recovery']['psnr'])} / "
+                f"{_f(b['recovery']['ssim'], 4)} | {_f(b['cipher_vs_plain']['psnr'])} / "
+                f"{_f(b['cipher_vs_plain']['ssim'], 4)} | {_f(b['npcr_percent'])} | {b['corr_h_abs']:.4f} | "
+                f"{b['attacker_name']} | {(_f(att['psnr']) + ' / ' + _f(att['ssim'], 4)) if att else 'not run'} |"
+            )
+    lines += [
+        "",
+        "![attacker reconstructions](attacks_grid.png)",
+        "",
+        "Grid rows: test images. Columns: " + ", ".join(res.get("_grid_columns", [])) + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -109,8 +154,7 @@ def write_report(res: dict, out_dir: str, context: Optional[dict] = None, n_grid
     """report.md, report.json, attacks_grid.png and the curves in ``out_dir`` (each written atomically)."""
     os.makedirs(out_dir, exist_ok=True)
     imgs = res.get("_images", {})
-    order = ["plaintext", "ciphertext", "inversion_a", "inversion_b", "inversion_c", "wrong_key", "lsb",
-             "noise_cover"]
+    order = ["plaintext", "ciphertext", "inversion_a", "inversion_b", "inversion_c", "wrong_key", "lsb", "noise_cover"]
     cols = [k for k in order if k in imgs]
     res["_grid_columns"] = cols
     k = min(n_grid, imgs["plaintext"].shape[0]) if "plaintext" in imgs else 0
@@ -126,16 +170,22 @@ def write_report(res: dict, out_dir: str, context: Optional[dict] = None, n_grid
         ns = [n for n, _ in next(iter(series.values()))]
         series["class-mean image"] = [(n, cur["reencryption_class_mean_psnr"]) for n in ns]
         series["training-set mean"] = [(n, cur["reencryption_train_mean_psnr"]) for n in ns]
-        _save_chart(os.path.join(out_dir, "reencryption.png"),
-                    line_chart(series, "Mean of N encryptions vs the plaintext", "N", "PSNR dB"))
+        _save_chart(
+            os.path.join(out_dir, "reencryption.png"),
+            line_chart(series, "Mean of N encryptions vs the plaintext", "N", "PSNR dB"),
+        )
     if "robustness" in cur:
         rob = cur["robustness"]
         for kind, key in (("jpeg", "quality"), ("noise", "sigma")):
             pts = rob[kind]
-            series = {"decryption PSNR (dB)": [(r[key], r["psnr"]) for r in pts],
-                      "agreement x 50": [(r[key], 50 * r["agreement"]) for r in pts]}
-            _save_chart(os.path.join(out_dir, f"robustness_{kind}.png"),
-                        line_chart(series, f"Ciphertext under {kind}", key, "dB | agreement x 50"))
+            series = {
+                "decryption PSNR (dB)": [(r[key], r["psnr"]) for r in pts],
+                "agreement x 50": [(r[key], 50 * r["agreement"]) for r in pts],
+            }
+            _save_chart(
+                os.path.join(out_dir, f"robustness_{kind}.png"),
+                line_chart(series, f"Ciphertext under {kind}", key, "dB | agreement x 50"),
+            )
     md = format_markdown(res, context or {})
     atomic_write_bytes(os.path.join(out_dir, "report.md"), md.encode("utf-8"))
     clean = {k: v for k, v in res.items() if not k.startswith("_")}

@@ -7,6 +7,7 @@
 - Plain-noise cover: RIC's encoder and decoder with the key-seeded noise z0
   instead of an NAE (no attack), i.e. what the adversarial step contributes.
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ spreads.
 - Pearson correlation of adjacent pixels (horizontal, vertical, diagonal):
   near 1 for natural images, near 0 for a good ciphertext.
 """
+
 from __future__ import annotations
 
 import torch
@@ -70,7 +71,7 @@ def adjacent_correlation(x: torch.Tensor, direction: str = "horizontal") -> torc
     dy, dx = DIRECTIONS[direction]
     v = _u8(x).double()
     H, W = v.shape[-2:]
-    a = v[..., :H - dy, :W - dx].flatten(1)
+    a = v[..., : H - dy, : W - dx].flatten(1)
     b = v[..., dy:, dx:].flatten(1)
     a = a - a.mean(1, keepdim=True)
     b = b - b.mean(1, keepdim=True)

@@ -4,6 +4,7 @@ Two 2x down/up-sampling levels, widths w, 2w, 4w, ReLU, skip connections by
 concatenation, sigmoid output in [0, 1]. Inputs of any H x W (padded to a
 multiple of 4 inside and cropped back). About 0.47 M parameters at w = 32.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,12 @@ from torch import nn
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
 
 
 class UNet(nn.Module):

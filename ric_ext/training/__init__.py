@@ -1,5 +1,6 @@
-"""Training the RIC networks (SPEC.md "Training"). API: ``Trainer(TrainConfig(...)).train()``;
+"""Training the RIC networks (docs/scheme.md#training). API: ``Trainer(TrainConfig(...)).train()``;
 CLI: ``python -m ric_ext train``. The loop is in trainer.py; each concern has its own small module."""
+
 from .config import TrainConfig
 from .trainer import Trainer
 

@@ -8,6 +8,7 @@ run so a run can continue in the next session. Rounded moments change the contin
 slightly, so a compact resume is close to, not bit-identical with, an
 uninterrupted run.
 """
+
 from __future__ import annotations
 
 import os
@@ -96,8 +97,16 @@ def load(path: str, map_location: torch.device) -> Dict[str, Any]:
 
 def restore_optimizer(opt: torch.optim.Optimizer, state: dict, compact: bool) -> None:
     if compact:  # bfloat16 moments back to float32
-        state = dict(state, state={k: {n: (t.float() if isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16
-                                           else t) for n, t in v.items()} for k, v in state["state"].items()})
+        state = dict(
+            state,
+            state={
+                k: {
+                    n: (t.float() if isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16 else t)
+                    for n, t in v.items()
+                }
+                for k, v in state["state"].items()
+            },
+        )
     opt.load_state_dict(state)
     # Moments saved from a run in the other memory layout: give them the parameter's strides, so the
     # optimiser's element-wise updates run on matching layouts (a run may switch --channels-last).

@@ -5,6 +5,7 @@ Validation, checkpoints and grids are not charged. A step that took more than
 with another job) is charged the median, so a budget measures compute rather
 than stalls and equal budgets compare recipes fairly.
 """
+
 from __future__ import annotations
 
 import statistics

@@ -2,6 +2,7 @@
 
 This is what makes a resumed run take exactly the steps of an uninterrupted one.
 """
+
 from __future__ import annotations
 
 from typing import List
@@ -21,6 +22,6 @@ def batch_indices(n: int, batch: int, step: int, seed: int, rank: int = 0, world
     while len(out) < batch:
         epoch, pos = divmod(start + len(out), n)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        out += perm[pos:pos + batch - len(out)].tolist()
+        out += perm[pos : pos + batch - len(out)].tolist()
     per = batch // world
-    return out[rank * per:(rank + 1) * per]
+    return out[rank * per : (rank + 1) * per]

@@ -1,4 +1,5 @@
 """Exponential moving average of the model's weights (evaluated and exported instead of the raw weights)."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """The NAEs a training step masks its images with: fresh ones per batch, or a fixed pool."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -6,6 +7,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from ..batching import batch_slices
 from ..nae import NAEConfig, NAEGenerator
 from .data_order import step_rng
 
@@ -20,8 +22,17 @@ class NAESource:
     the same distribution with less variety.
     """
 
-    def __init__(self, classifier: nn.Module, config: NAEConfig, key: bytes, shape: Tuple[int, ...],
-                 seed: int, pool: int = 0, rank: int = 0, device: torch.device = torch.device("cpu")):
+    def __init__(
+        self,
+        classifier: nn.Module,
+        config: NAEConfig,
+        key: bytes,
+        shape: Tuple[int, ...],
+        seed: int,
+        pool: int = 0,
+        rank: int = 0,
+        device: torch.device = torch.device("cpu"),
+    ):
         self.generator = NAEGenerator(classifier, config)
         self.classifier, self.key, self.shape = classifier, key, tuple(shape)
         self.seed, self.pool_size, self.rank, self.device = seed, pool, rank, device
@@ -40,8 +51,9 @@ class NAESource:
 
     def sample(self, labels: torch.Tensor, seed: int = 1) -> torch.Tensor:
         """NAEs for ``labels`` from nonces seeded by ``seed`` alone (grids)."""
-        nonces = torch.randint(0, 256, (labels.shape[0], 12), dtype=torch.uint8,
-                               generator=torch.Generator().manual_seed(seed))
+        nonces = torch.randint(
+            0, 256, (labels.shape[0], 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+        )
         return self.generator(self.key, nonces, labels, self.shape)
 
     def _make_pool(self) -> torch.Tensor:
@@ -51,6 +63,5 @@ class NAESource:
         g = torch.Generator().manual_seed(self.seed * 31 + 5)
         nonces = torch.randint(0, 256, (K * P, 12), dtype=torch.uint8, generator=g)
         labels = torch.arange(K).repeat_interleave(P)
-        zs = [self.generator(self.key, nonces[i:i + 256], labels[i:i + 256], self.shape)
-              for i in range(0, K * P, 256)]
+        zs = [self.generator(self.key, nonces[sl], labels[sl], self.shape) for sl in batch_slices(K * P, 256)]
         return torch.cat(zs).reshape(K, P, *self.shape)

@@ -5,6 +5,7 @@ share of a compute budget already spent (whichever is further). Being a pure
 function of progress, the schedule needs no state in the checkpoint, and a
 resumed run continues on the same curve.
 """
+
 from __future__ import annotations
 
 import math

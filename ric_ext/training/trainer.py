@@ -15,6 +15,7 @@
 Multi-GPU: launch with ``torchrun``; each rank takes its slice of the global
 batch and gradients are averaged by DDP.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,26 +70,30 @@ class Trainer:
     checkpoint.pt, grid_<step>.png.
     """
 
-    def __init__(self, config: TrainConfig, *, dataset=None, classifier=None, val_dataset=None,
-                 progress: bool = True):
+    def __init__(self, config: TrainConfig, *, dataset=None, classifier=None, val_dataset=None, progress: bool = True):
         self.cfg = cfg = config
         self._setup_distributed()
         self.dataset = dataset if dataset is not None else data_mod.dataset(cfg.dataset, cfg.split, cfg.data, cfg.size)
         if len(self.dataset) < 1:
             raise ValueError("the training dataset is empty")
-        self.classifier = (classifier if classifier is not None else load_classifier(cfg.classifier, cfg.models))
+        self.classifier = classifier if classifier is not None else load_classifier(cfg.classifier, cfg.models)
         self.classifier = self.classifier.to(self.device).eval().requires_grad_(False)
         x0, _ = self.dataset[0]
         self.shape = tuple(x0.shape)
         self.model = self._build_model()
-        self.net = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                                              if self.device.type == "cuda" else None)
-                    if self.distributed else self.model)
+        self.net = (
+            torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if self.distributed
+            else self.model
+        )
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema > 0 else None
         noise_key = hkdf_sha256(cfg.seed.to_bytes(8, "little", signed=True), b"ric-ext training noise")
-        self.naes = NAESource(self.classifier, cfg.nae_config(), noise_key, self.shape, cfg.seed, cfg.nae_pool,
-                              self.rank, self.device)
+        self.naes = NAESource(
+            self.classifier, cfg.nae_config(), noise_key, self.shape, cfg.seed, cfg.nae_pool, self.rank, self.device
+        )
         self.validator = self._build_validator(val_dataset) if cfg.val_every > 0 and self.rank == 0 else None
         self.step = 0
         self.clock = ComputeClock()
@@ -129,12 +134,14 @@ class Trainer:
 
     def _build_validator(self, val_dataset) -> Validator:
         cfg = self.cfg
-        ds = val_dataset if val_dataset is not None else data_mod.dataset(cfg.dataset, cfg.val_split, cfg.data,
-                                                                          cfg.size)
+        ds = (
+            val_dataset if val_dataset is not None else data_mod.dataset(cfg.dataset, cfg.val_split, cfg.data, cfg.size)
+        )
         hi = min(len(ds), cfg.val_start + cfg.val_n)
         if hi <= cfg.val_start:
-            raise ValueError(f"no validation images: split {cfg.val_split!r} has {len(ds)} images, "
-                             f"val_start is {cfg.val_start}")
+            raise ValueError(
+                f"no validation images: split {cfg.val_split!r} has {len(ds)} images, val_start is {cfg.val_start}"
+            )
         x, _ = data_mod.stack(ds, list(range(cfg.val_start, hi)))
         # The deployed attack (ciphertext rule) with this run's NAE settings, as `evaluate` would use them.
         nae = NAEConfig(c=cfg.nae_c, kappa=cfg.nae_kappa, steps=cfg.nae_steps, lr=cfg.nae_lr, margin=cfg.margin)
@@ -167,8 +174,9 @@ class Trainer:
 
     def train_step(self) -> dict:
         cfg, step = self.cfg, self.step
-        x, _ = data_mod.stack(self.dataset, batch_indices(len(self.dataset), cfg.batch_size, step, cfg.seed,
-                                                          self.rank, self.world))
+        x, _ = data_mod.stack(
+            self.dataset, batch_indices(len(self.dataset), cfg.batch_size, step, cfg.seed, self.rank, self.world)
+        )
         x = x.to(self.device)
         with torch.no_grad():
             y = self.classifier(x).argmax(1)
@@ -194,8 +202,11 @@ class Trainer:
         loss = cfg.beta * mse + cw
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0
-                 else torch.zeros(()))
+        gnorm = (
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if cfg.grad_clip > 0
+            else torch.zeros(())
+        )
         self.opt.step()
         if self.ema is not None:
             self.ema.update(self.model)
@@ -212,10 +223,22 @@ class Trainer:
                 dist.all_reduce(vals)
                 vals /= self.world
         loss_v, mse_v, cw_v, p_v, agree_v = vals.tolist()
-        return {"step": self.step, "loss": loss_v, "mse": mse_v, "cw": cw_v, "psnr_train": p_v,
-                "agree_train": agree_v, "lr": lr, "grad_norm": float(gnorm), "rounding": rounding,
-                "nae_s": t_nae, "nae_steps": nae_steps, "step_s": t_all, "compute_s": self.clock.spent_s,
-                "images_per_s": x.shape[0] * self.world / t_all}
+        return {
+            "step": self.step,
+            "loss": loss_v,
+            "mse": mse_v,
+            "cw": cw_v,
+            "psnr_train": p_v,
+            "agree_train": agree_v,
+            "lr": lr,
+            "grad_norm": float(gnorm),
+            "rounding": rounding,
+            "nae_s": t_nae,
+            "nae_steps": nae_steps,
+            "step_s": t_all,
+            "compute_s": self.clock.spent_s,
+            "images_per_s": x.shape[0] * self.world / t_all,
+        }
 
     def _sync_device(self) -> None:
         if self.device.type == "cuda":
@@ -235,19 +258,33 @@ class Trainer:
         rec["best"] = score > self.best
         if rec["best"]:
             self.best = score
-            save_ric(os.path.join(self.cfg.out, "best.pt"), self.eval_model(),
-                     extra={"step": self.step, "weights": "ema" if self.ema is not None else "raw",
-                            **{k: v for k, v in rec.items() if k.startswith("val_")}})
+            save_ric(
+                os.path.join(self.cfg.out, "best.pt"),
+                self.eval_model(),
+                extra={
+                    "step": self.step,
+                    "weights": "ema" if self.ema is not None else "raw",
+                    **{k: v for k, v in rec.items() if k.startswith("val_")},
+                },
+            )
         with open(os.path.join(self.cfg.out, "validation.jsonl"), "a") as f:
             f.write(json.dumps(rec) + "\n")
         return rec
 
     # -- checkpoints -----------------------------------------------------------
     def checkpoint(self) -> dict:
-        return {"format": ckpt.FORMAT, "version": 2, "step": self.step, "config": asdict(self.cfg),
-                "model_config": self.model.config(), "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
-                "compute_s": self.clock.spent_s, "best": self.best}
+        return {
+            "format": ckpt.FORMAT,
+            "version": 2,
+            "step": self.step,
+            "config": asdict(self.cfg),
+            "model_config": self.model.config(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "compute_s": self.clock.spent_s,
+            "best": self.best,
+        }
 
     def save_checkpoint(self, path: Optional[str] = None, compact: bool = False) -> None:
         if self.rank == 0:
@@ -322,7 +359,9 @@ class Trainer:
             last = self.done() or self._chunk_over(started)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{rec['psnr_train']:.1f}", agree=f"{rec['agree_train']:.2f}")
+                bar.set_postfix(
+                    loss=f"{rec['loss']:.4f}", psnr=f"{rec['psnr_train']:.1f}", agree=f"{rec['agree_train']:.2f}"
+                )
             if self.rank == 0 and (self.step % cfg.log_every == 0 or last):
                 with open(log_path, "a") as f:
                     f.write(json.dumps(rec) + "\n")

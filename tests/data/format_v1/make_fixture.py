@@ -8,6 +8,7 @@ Writes: tiny_ric.pt (RIC width 4, depth 2, seeded init), key.json, c0-c2.png
 settings of that version: c=10, kappa=5, 100 steps, per-sample early stop) and
 expected.npz (what version-1 decryption produced, uint8).
 """
+
 import os
 
 import numpy as np
@@ -33,6 +34,9 @@ for i in range(3):
     write_png(os.path.join(HERE, f"c{i}.png"), ct[i], key)
 back = [read_png(os.path.join(HERE, f"c{i}.png"), key) for i in range(3)]
 x_hat = torch.cat([cipher.decrypt(b) for b in back])
-np.savez(os.path.join(HERE, "expected.npz"), decrypted=(x_hat * 255).round().to(torch.uint8).numpy(),
-         labels=ct.labels.numpy())
+np.savez(
+    os.path.join(HERE, "expected.npz"),
+    decrypted=(x_hat * 255).round().to(torch.uint8).numpy(),
+    labels=ct.labels.numpy(),
+)
 print(ct.header["version"], ct.labels.tolist())

@@ -1,0 +1,132 @@
+"""The security evaluation's fixed protocol: which images are the attacker's pairs, which are
+scored, which give the reference guesses, and the report (``evaluate --attacks``).
+
+    from ric_ext.security.protocol import ProtocolSettings, run_protocol
+    run_protocol(model, classifier, NAEConfig(), "svhn", "paper", data="...", attacks=["keys"],
+                 settings=ProtocolSettings(), out="runs/security")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+from torch import nn
+
+from .. import data as data_mod
+from ..batching import DEFAULT_MICRO_BATCH
+from ..cipher import Cipher
+from ..keys import Key
+from ..models.networks import RIC
+from ..nae import NAEConfig
+from ..options import opt
+from .attacks import SECTIONS, AttackConfig, run_attacks
+from .inversion import InversionSettings
+from .report import write_report
+
+#: SVHN's fixed split, after the authors': the attacker's pairs come from test indices 1000-...
+#: (the paper subset) and the scored images from 1500-...; both inside the test split.
+SVHN_POOL_START, SVHN_TEST_START = 1000, 1500
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """Sizes of the protocol (each field's help is also its ``evaluate --FIELD`` option)."""
+
+    attack_pairs: int = opt(450, "attacks: known (ciphertext, plaintext) training pairs")
+    attack_val: int = opt(50, "attacks: the attacker's validation pairs")
+    attack_test: int = opt(100, "attacks: unseen images scored")
+    attack_epochs: int = opt(60, "attacks: U-Net training epochs")
+    attack_width: int = opt(32, "attacks: U-Net base width")
+    attack_seed: int = opt(0, "attacks: U-Net init/data-order seed")
+    reencrypt_images: int = opt(10, "attacks: images encrypted 32 times each for the re-encryption test")
+    reference_images: int = opt(8000, "attacks: training images for the mean-image baselines")
+
+
+def parse_sections(spec: str) -> list:
+    """'all' or a comma list of section names -> the list of names."""
+    return list(SECTIONS) if spec == "all" else [a.strip() for a in spec.split(",") if a.strip()]
+
+
+def split_indices(dataset: str, n_pool: int, n_test: int) -> tuple:
+    """(attacker pair indices, scored indices, description) in the evaluated split."""
+    if dataset == "svhn":
+        pool, test = range(SVHN_POOL_START, SVHN_POOL_START + n_pool), range(SVHN_TEST_START, SVHN_TEST_START + n_test)
+        desc = f"SVHN test indices {pool.start}-{pool.stop - 1} (attacker pairs), {test.start}-{test.stop - 1} (scored)"
+        return pool, test, desc
+    pool, test = range(0, n_pool), range(n_pool, n_pool + n_test)
+    return pool, test, None
+
+
+def reference_images(
+    dataset: str, split: str, data: Optional[str], size: Optional[int], full, pool_idx: range, n: int
+) -> tuple:
+    """The images behind the report's reference guesses (mean images), never the scored ones.
+
+    The training split of SVHN, and of LFW when it is scored on its test split; otherwise
+    the attacker's own pairs (``pool_idx`` of ``full``; the scored images follow them).
+    Returns (images, labels, description).
+    """
+    train = None
+    if dataset == "svhn" or (dataset == "lfw" and split != "train"):
+        train = data_mod.dataset(dataset, "train", data, size)
+    if train is not None:
+        tx, ty = data_mod.stack(train, list(range(min(len(train), n))))
+        return tx, ty, f"{tx.shape[0]} images of the {dataset} training split"
+    tx, ty = data_mod.stack(full, list(pool_idx)[:n])
+    return tx, ty, f"{tx.shape[0]} images: the attacker's pairs ({dataset} {split} 0-{tx.shape[0] - 1})"
+
+
+def run_protocol(
+    model: RIC,
+    classifier: nn.Module,
+    nae: NAEConfig,
+    dataset: str,
+    split: str,
+    *,
+    data: Optional[str] = None,
+    size: Optional[int] = None,
+    attacks: Sequence[str] = SECTIONS,
+    settings: ProtocolSettings = ProtocolSettings(),
+    out: str = "runs/security",
+    batch_size: int = 256,
+    micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
+    names: Optional[dict] = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict:
+    """Encrypt the protocol's images under a fresh key, run ``attacks`` and write the report to ``out``.
+
+    ``names`` ({"model": ..., "classifier": ...}) label the report. Returns the result of
+    :func:`ric_ext.security.run_attacks`.
+    """
+    s = settings
+    cfg = AttackConfig(
+        attacks=list(attacks),
+        reencrypt_images=s.reencrypt_images,
+        inversion=InversionSettings(epochs=s.attack_epochs, width=s.attack_width, seed=s.attack_seed),
+    )
+    n_pool = s.attack_pairs + s.attack_val
+    full = data_mod.svhn("test", data) if dataset == "svhn" else data_mod.dataset(dataset, split, data, size)
+    pool_idx, test_idx, desc = split_indices(dataset, n_pool, s.attack_test)
+    desc = desc or (
+        f"{dataset} {split} indices 0-{n_pool - 1} (attacker pairs), {n_pool}-{n_pool + s.attack_test - 1} (scored)"
+    )
+    if test_idx.stop > len(full):
+        raise ValueError(f"the dataset has {len(full)} images; the attack needs {test_idx.stop}")
+    attack_x, _ = data_mod.stack(full, list(pool_idx))
+    test_x, _ = data_mod.stack(full, list(test_idx))
+    tx, ty, ref_desc = reference_images(dataset, split, data, size, full, pool_idx, s.reference_images)
+    key = Key.generate()
+    cipher = Cipher(model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch)
+    res = run_attacks(cipher, attack_x, test_x, tx, ty, cfg, n_val=s.attack_val, log=log)
+    context = {
+        **(names or {}),
+        "key id": key.key_id + " (a fresh key)",
+        "data": desc,
+        "reference images": ref_desc,
+        "NAE settings": json.dumps(cipher.nae.config.to_dict()),
+        "micro_batch": cipher.micro_batch,
+    }
+    write_report(res, out, context)
+    return res
