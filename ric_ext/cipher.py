@@ -181,12 +181,21 @@ class Cipher:
         return images.float()
 
     @torch.no_grad()
-    def encrypt(self, images: torch.Tensor, nonces: Optional[torch.Tensor] = None) -> Ciphertext:
+    def encrypt(
+        self, images: torch.Tensor, nonces: Optional[torch.Tensor] = None, *, allow_nonce_reuse: bool = False
+    ) -> Ciphertext:
         """Encrypt (B, C, H, W) images (float in [0, 1] or uint8).
 
         ``nonces`` (B, 12) uint8 may be given for reproducibility; by default
-        each image gets 12 fresh bytes from os.urandom. Never reuse a nonce
-        with the same key for different images.
+        each image gets 12 fresh bytes from os.urandom (a repeat among 2^96 is
+        negligible). **Never reuse a nonce with the same key.** Two images under
+        one key and nonce get the same keyed noise, and with the same label the
+        same NAE, so an attacker who learns one plaintext learns what masks the
+        other. The security evaluation's attack (b) measures this: an inversion
+        network then recovers SVHN images at ~25 dB (docs/security.md). A batch
+        whose nonces repeat is therefore refused with ValueError.
+        ``allow_nonce_reuse=True`` exists only to measure that attack. Nonces
+        given across separate calls are the caller's responsibility.
         """
         x = self._check_images(images)
         B = x.shape[0]
@@ -194,6 +203,11 @@ class Cipher:
             nonces = torch.frombuffer(bytearray(os.urandom(12 * B)), dtype=torch.uint8).reshape(B, 12)
         elif not isinstance(nonces, torch.Tensor) or nonces.shape != (B, 12) or nonces.dtype != torch.uint8:
             raise ValueError(f"nonces must be a ({B}, 12) uint8 tensor")
+        if not allow_nonce_reuse and B > 1 and torch.unique(nonces, dim=0).shape[0] != B:
+            raise ValueError(
+                "nonces repeat within the batch: reusing a nonce under one key gives images the same "
+                "mask, which an attacker can exploit (Cipher.encrypt's docstring); draw fresh nonces"
+            )
         labels = self.predict(x)
         pixels, steps = [], []
         for sl in batch_slices(B, self.batch_size):

@@ -161,3 +161,17 @@ def test_bad_images(setup):
         cipher.encrypt(torch.rand(3, 32, 32))
     with pytest.raises(TypeError, match="key"):
         Cipher(cipher.model, cipher.classifier, b"0" * 32)
+
+
+def test_duplicate_nonces_in_a_batch_are_refused(setup):
+    cipher, key, x, ct = setup
+    nonces = ct.nonces.clone()
+    nonces[2] = nonces[0]  # images 0 and 2 would share their mask
+    with pytest.raises(ValueError, match="nonces repeat within the batch"):
+        cipher.encrypt(x, nonces=nonces)
+    # distinct given nonces are fine, and reproduce the same ciphertexts
+    again = cipher.encrypt(x, nonces=ct.nonces)
+    assert torch.equal(again.pixels, ct.pixels)
+    # the security evaluation's nonce-reuse attack opts in explicitly
+    reused = cipher.encrypt(x[:2], nonces=ct.nonces[:1].expand(2, 12).contiguous(), allow_nonce_reuse=True)
+    assert torch.equal(reused.nonces[0], reused.nonces[1])

@@ -124,8 +124,11 @@ def inversion_section(run: Run) -> None:
     cipher, ct_pool, ct_test = run.cipher, run.ct_pool, run.ct_test
     _invert(run, "(a) known pairs, fresh nonce per image", ct_pool.as_float(), ct_test.as_float(), "inversion_a", True)
     same = torch.zeros(1, 12, dtype=torch.uint8)
-    sp = cipher.encrypt(run.attack_x, nonces=same.expand(run.attack_x.shape[0], 12).contiguous())
-    st = cipher.encrypt(run.test_x, nonces=same.expand(run.test_x.shape[0], 12).contiguous())
+    # Deliberate nonce reuse: this row measures what the refusal in Cipher.encrypt protects against.
+    sp = cipher.encrypt(
+        run.attack_x, nonces=same.expand(run.attack_x.shape[0], 12).contiguous(), allow_nonce_reuse=True
+    )
+    st = cipher.encrypt(run.test_x, nonces=same.expand(run.test_x.shape[0], 12).contiguous(), allow_nonce_reuse=True)
     _invert(
         run,
         "(b) images share NAEs (one nonce for all: the NAE depends on the label only)",
