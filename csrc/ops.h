@@ -25,7 +25,10 @@
     (const uint8_t* key, const uint8_t* nonces, uint8_t* out, int64_t batch, int64_t nbytes, uint32_t counter))        \
   /* out[b, i] = word_to_unit(keystream word i); tanh_space: atanh(2u - 1) */                                          \
   X(keyed_uniform, (const uint8_t* key, const uint8_t* nonces, float* out, int64_t batch, int64_t n, uint32_t counter, \
-                    bool tanh_space))
+                    bool tanh_space))                                                                                  \
+  /* the keyed pad (docs/scheme.md#pad): out = pad_val(in, k, a), or unpad_val with `inverse`; k = keyed_uniform */    \
+  X(keyed_pad, (const uint8_t* key, const uint8_t* nonces, const float* in, float* out, int64_t batch, int64_t n,      \
+                double a, bool inverse))
 
 // Ops over T = float or double: X(name, (parameters using T)).
 // mask modes: 0 none, 1 train (dither from seed = {seed, offset}, read on the

@@ -108,6 +108,26 @@ RIC_HD void cw_margin_backward_row(T grad, const T* z, int64_t K, int64_t y, T k
   }
 }
 
+// The keyed pad of the "pad" scheme. Forward: s = (a*x + k) mod 1 for x in [0, 1], a < 1,
+// k in [0, 1) (v - 1 is exact for v in [1, 2)). Inverse, from r = s + error with
+// |error| < (1 - a)/2: d = (r - k) mod 1, unwrapped to (-(1-a)/2, a + (1-a)/2] through
+// `cut` = a + (1-a)/2 (rounded once on the host), then x = clamp(d / a, 0, 1).
+RIC_HD float pad_val(float x, float k, float a) {
+  const float v = add_rn(mul_rn(x, a), k);
+  return v >= 1.f ? sub_rn(v, 1.f) : v;
+}
+
+RIC_HD float unpad_val(float r, float k, float a, float cut) {
+  float d = sub_rn(r, k);
+  if (d < 0.f)
+    d = add_rn(d, 1.f);
+  else if (d >= 1.f)
+    d = sub_rn(d, 1.f);
+  if (d > cut) d = sub_rn(d, 1.f);
+  const float x = div_rn(d, a);
+  return x < 0.f ? 0.f : (x > 1.f ? 1.f : x);
+}
+
 // Constants of one Adam step, computed on the host in double exactly as
 // torch.optim.Adam (single-tensor path) computes its Python scalars.
 struct AdamConst {

@@ -160,11 +160,15 @@ void keystream_bytes(const uint8_t* key, const uint8_t* nonces, uint8_t* out, in
   }
 }
 
-void keyed_uniform(const uint8_t* key, const uint8_t* nonces, float* out, int64_t batch, int64_t n, uint32_t counter,
-                   bool tanh_space) {
+namespace {
+// Calls f(offset, u, len) for each chunk of the keyed uniforms of every image: u[0..len) are
+// word_to_unit of keystream words offset.. of image b (offset = b * n + position). One chunk
+// = kLanes consecutive 64-byte blocks = 16 * kLanes floats. Shared by keyed_uniform and keyed_pad.
+template <typename F>
+void for_each_keyed_chunk(const uint8_t* key, const uint8_t* nonces, int64_t batch, int64_t n, uint32_t counter,
+                          F&& f) {
   uint32_t k[8];
   load_key(key, k);
-  // One chunk = kLanes consecutive 64-byte blocks = 16 * kLanes floats of one image.
   const int64_t chunk = 16 * kLanes;
   const int64_t chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for collapse(2) schedule(static) if (batch * n > kParallelGrain)
@@ -173,17 +177,34 @@ void keyed_uniform(const uint8_t* key, const uint8_t* nonces, float* out, int64_
       uint32_t nn[3], w[16][kLanes];
       load_nonce(nonces + 12 * b, nn);
       chacha20_lanes(k, counter + uint32_t(j * kLanes), nn, w);
-      float* dst = out + b * n + chunk * j;
-      const int64_t len = std::min<int64_t>(chunk, n - chunk * j);
-      float f[16 * kLanes];
+      float u[16 * kLanes];
       for (int l = 0; l < kLanes; ++l)
-        for (int i = 0; i < 16; ++i) f[16 * l + i] = word_to_unit(w[i][l]);
-      if (tanh_space)
-        for (int64_t i = 0; i < len; ++i) dst[i] = unit_to_tanh_space(f[i]);
-      else
-        std::memcpy(dst, f, size_t(len) * sizeof(float));
+        for (int i = 0; i < 16; ++i) u[16 * l + i] = word_to_unit(w[i][l]);
+      f(b * n + chunk * j, u, std::min<int64_t>(chunk, n - chunk * j));
     }
   }
+}
+}  // namespace
+
+void keyed_uniform(const uint8_t* key, const uint8_t* nonces, float* out, int64_t batch, int64_t n, uint32_t counter,
+                   bool tanh_space) {
+  for_each_keyed_chunk(key, nonces, batch, n, counter, [&](int64_t off, const float* u, int64_t len) {
+    if (tanh_space)
+      for (int64_t i = 0; i < len; ++i) out[off + i] = unit_to_tanh_space(u[i]);
+    else
+      std::memcpy(out + off, u, size_t(len) * sizeof(float));
+  });
+}
+
+void keyed_pad(const uint8_t* key, const uint8_t* nonces, const float* in, float* out, int64_t batch, int64_t n,
+               double a, bool inverse) {
+  const float af = float(a), cut = float(a + (1.0 - a) / 2);
+  for_each_keyed_chunk(key, nonces, batch, n, 0, [&](int64_t off, const float* u, int64_t len) {
+    if (inverse)
+      for (int64_t i = 0; i < len; ++i) out[off + i] = unpad_val(in[off + i], u[i], af, cut);
+    else
+      for (int64_t i = 0; i < len; ++i) out[off + i] = pad_val(in[off + i], u[i], af);
+  });
 }
 
 template <typename T>

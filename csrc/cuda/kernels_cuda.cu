@@ -86,6 +86,28 @@ __global__ void keyed_uniform_kernel(const uint8_t* __restrict__ key, const uint
   }
 }
 
+// The keyed pad: one thread per 64-byte keystream block = 16 elements, like keyed_uniform.
+__global__ void keyed_pad_kernel(const uint8_t* __restrict__ key, const uint8_t* __restrict__ nonces,
+                                 const float* __restrict__ in, float* __restrict__ out, int64_t batch, int64_t n,
+                                 float a, float cut, bool inverse) {
+  uint32_t k[8];
+  load_key_dev(key, k);
+  const int64_t blocks = (n + 15) / 16;
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < batch * blocks;
+       t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = t / blocks, j = t % blocks;
+    uint32_t nn[3], w[16];
+#pragma unroll
+    for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonces + 12 * b + 4 * i);
+    chacha20_block(k, uint32_t(j), nn, w);
+    const int64_t base = b * n + 16 * j, len = min(int64_t(16), n - 16 * j);
+    for (int64_t i = 0; i < len; ++i) {
+      const float u = word_to_unit(w[i]);
+      out[base + i] = inverse ? unpad_val(in[base + i], u, a, cut) : pad_val(in[base + i], u, a);
+    }
+  }
+}
+
 // Loads/stores of 4 consecutive elements; the float specialisation uses one
 // 16-byte transaction when the caller proved alignment.
 template <typename T>
@@ -305,6 +327,15 @@ void keyed_uniform_cuda(const uint8_t* key, const uint8_t* nonces, float* out, i
   keyed_uniform_kernel<<<grid_for(work), kThreads, 0, RIC_STREAM(stream)>>>(key, nonces, out, batch, n, counter,
                                                                             tanh_space, vec);
   check_launch("keyed_uniform");
+}
+
+void keyed_pad_cuda(const uint8_t* key, const uint8_t* nonces, const float* in, float* out, int64_t batch, int64_t n,
+                    double a, bool inverse, void* stream) {
+  const int64_t work = batch * ((n + 15) / 16);
+  if (work == 0) return;
+  keyed_pad_kernel<<<grid_for(work), kThreads, 0, RIC_STREAM(stream)>>>(key, nonces, in, out, batch, n, float(a),
+                                                                        float(a + (1.0 - a) / 2), inverse);
+  check_launch("keyed_pad");
 }
 
 template <typename T>

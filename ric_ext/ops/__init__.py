@@ -6,6 +6,7 @@ pure-PyTorch reference in :mod:`ric_ext.ops._torch_impl`).
 |-----------------------|--------------------------------------------|--------------------------------|
 | ``chacha20_keystream``| ``ric::chacha20_keystream``                | csrc/common/chacha20.h         |
 | ``keyed_uniform``     | ``ric::keyed_uniform``                     | csrc/common/chacha20.h         |
+| ``keyed_pad``         | ``ric::keyed_pad``                         | csrc/common/elementwise.h, chacha20.h |
 | ``mask``              | ``ric::mask``, ``ric::mask_backward``      | csrc/common/elementwise.h, philox.h |
 | ``mask_uint8``        | ``ric::mask_uint8``                        | csrc/common/elementwise.h      |
 | ``unmask``            | ``ric::unmask``                            | csrc/common/elementwise.h      |
@@ -19,12 +20,14 @@ from .adam import adam_tanh_step_
 from .cw import cw_margin, margin
 from .keystream import chacha20_keystream, key_tensor, keyed_uniform
 from .mask import mask, mask_uint8, unmask
+from .pad import keyed_pad
 
 __all__ = [
     "adam_tanh_step_",
     "chacha20_keystream",
     "cw_margin",
     "key_tensor",
+    "keyed_pad",
     "keyed_uniform",
     "margin",
     "mask",

@@ -230,3 +230,21 @@ def adam_tanh_step(
     w2, m2, v2 = torch.where(act, w2, w), torch.where(act, m2, m), torch.where(act, v2, v)
     adv = (torch.tanh(w2) + 1.0) * 0.5
     return w2, m2, v2, adv
+
+
+def keyed_pad(key: torch.Tensor, nonces: torch.Tensor, x: torch.Tensor, a: float, inverse: bool) -> torch.Tensor:
+    """The keyed pad of the "pad" scheme on (B, n) float32 rows (kernel: pad_val / unpad_val).
+
+    Forward: s = (a*x + k) mod 1. Inverse: d = (r - k) mod 1, unwrapped at cut = a + (1 - a)/2
+    (values above it are the small negatives), x = clamp(d / a, 0, 1). k = keyed_uniform(key, nonces).
+    """
+    k = keyed_uniform(key, nonces, x.shape[1])
+    af = torch.tensor(a, dtype=torch.float32, device=x.device)
+    if not inverse:
+        v = x * af + k
+        return torch.where(v >= 1.0, v - 1.0, v)
+    d = x - k
+    d = torch.where(d < 0, d + 1.0, torch.where(d >= 1.0, d - 1.0, d))
+    cut = torch.tensor(a + (1.0 - a) / 2, dtype=torch.float32, device=x.device)
+    d = torch.where(d > cut, d - 1.0, d)
+    return torch.clamp(d / af, 0.0, 1.0)
