@@ -45,10 +45,32 @@ def _nae(args: argparse.Namespace):
     return from_options(NAEConfig, args, prefix="nae")
 
 
+def _scheme(args: argparse.Namespace) -> str:
+    """The scheme to use: the option, or for decrypt's 'auto' the one the first input file names."""
+    if args.scheme != "auto":
+        return args.scheme
+    from .fileformat import peek_header
+    from .folders import image_files
+
+    return peek_header(image_files(args.input)[0]).get("scheme", "paper")
+
+
 def _cipher(args: argparse.Namespace):
     from .cipher import Cipher
     from .keys import Key
 
+    scheme = _scheme(args)
+    if scheme == "pad":  # the pad scheme has no networks: --model is not loaded
+        return Cipher(
+            None,
+            _classifier(args),
+            Key.load(args.key),
+            _nae(args),
+            batch_size=args.batch_size,
+            micro_batch=args.micro_batch or None,
+            scheme="pad",
+            pad_a=args.pad_a,
+        )
     return Cipher(
         _load_model(args.model, args.device),
         _classifier(args),
@@ -152,7 +174,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    model, clf = _load_model(args.model, args.device), _classifier(args)
+    clf = _classifier(args)
+    model = None if args.scheme == "pad" else _load_model(args.model, args.device)
+    scheme = {"scheme": args.scheme, "pad_a": args.pad_a}
     if args.attacks:
         from .options import from_options
         from .security.protocol import ProtocolSettings, parse_sections, run_protocol
@@ -172,6 +196,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             micro_batch=args.micro_batch or None,
             names={"model": args.model, "classifier": args.classifier},
             log=lambda m: print(m, flush=True),
+            **scheme,
         )
         with open(f"{args.out}/report.md") as f:
             print(f.read())
@@ -193,6 +218,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         micro_batch=args.micro_batch or None,
         metric_mode=args.metric_mode,
+        **scheme,
     )
     print(format_table(res))
     write_report(res, args.out)
@@ -219,13 +245,31 @@ def _add_classifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
-def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None:
+def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True, scheme_default: str = "paper") -> None:
     from .batching import DEFAULT_MICRO_BATCH
     from .nae import NAEConfig
+    from .ops.pad import DEFAULT_A
     from .options import add_options
+    from .schemes import SCHEMES
 
     if needs_key:
         p.add_argument("--key", required=True, help="key file from `ric-ext keygen`")
+    choices = SCHEMES + (("auto",) if scheme_default == "auto" else ())
+    p.add_argument(
+        "--scheme",
+        default=scheme_default,
+        choices=choices,
+        help="paper: the learned encoder's share (needs --model); pad: a keyed one-time pad on the "
+        "image's share, no networks (docs/scheme.md#pad)"
+        + ("; auto: the scheme the input files name" if scheme_default == "auto" else "")
+        + " (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pad-a",
+        type=float,
+        default=DEFAULT_A,
+        help="pad scheme: the share's scale, its guard against the 8-bit rounding (default: %(default)s)",
+    )
     p.add_argument(
         "--model",
         default="svhn",
@@ -310,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=f"{name} a file or folder of {what}")
         c.add_argument("--input", required=True, help=f"a file or a folder of {what} (searched recursively)")
         c.add_argument("--output", required=True, help="output folder (existing files are never overwritten)")
-        _add_cipher_args(c)
+        _add_cipher_args(c, scheme_default="auto" if name == "decrypt" else "paper")
         c.set_defaults(func=fn)
 
     cl = sub.add_parser("classify", help="labels of the unmodified classifier for images or ciphertexts")

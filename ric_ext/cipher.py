@@ -32,9 +32,21 @@ from .keys import Key
 from .models.classifiers import fingerprint
 from .models.networks import RIC
 from .nae import NAEConfig, NAEGenerator, StopRule
+from .ops.pad import DEFAULT_A
+from .schemes import SCHEMES, PadScheme, PaperScheme
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 3: the header names its scheme (docs/scheme.md); 2: per-image step counts; 1: fixed-step NAEs.
+FORMAT_VERSION = 3
+#: Fresh nonces an image gets at most when its ciphertext came out mislabelled (Cipher.encrypt).
+NONCE_RETRIES = 4
+
+
+def _random_nonces(n: int) -> torch.Tensor:
+    """``n`` fresh 96-bit nonces from the OS's CSPRNG, (n, 12) uint8."""
+    return torch.frombuffer(bytearray(os.urandom(12 * n)), dtype=torch.uint8).reshape(n, 12).clone()
+
+
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -98,7 +110,8 @@ class Cipher:
     """Encrypts/decrypts with one RIC model, one classifier and one key.
 
     Args:
-        model: trained :class:`~ric_ext.models.RIC` (put in eval mode).
+        model: trained :class:`~ric_ext.models.RIC` (put in eval mode); the ``"paper"`` scheme's
+            networks. The ``"pad"`` scheme uses none (None is fine).
         classifier: images in [0, 1] -> logits (e.g. from
             :func:`ric_ext.models.load_svhn_classifier`); never modified.
         key: the secret :class:`~ric_ext.keys.Key`.
@@ -109,23 +122,33 @@ class Cipher:
             image decrypts to the same bytes alone, in any order or batch size
             (:mod:`ric_ext.batching`). None: whole batches (not batch-invariant).
         step_impl: how NAE steps run (see :class:`~ric_ext.nae.NAEGenerator`).
+        scheme: ``"paper"`` (the learned encoder's share) or ``"pad"`` (a keyed one-time
+            pad on the image's share; see :mod:`ric_ext.schemes`). Stored in every ciphertext.
+        pad_a: the ``"pad"`` scheme's share scale (its guard against the 8-bit rounding).
     """
 
     def __init__(
         self,
-        model: RIC,
+        model: Optional[RIC],
         classifier: nn.Module,
         key: Key,
         nae: NAEConfig = NAEConfig(),
         batch_size: int = 256,
         micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
         step_impl: str = "auto",
+        scheme: str = "paper",
+        pad_a: float = DEFAULT_A,
     ):
-        if not isinstance(model, RIC):
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if scheme == "paper" and not isinstance(model, RIC):
             raise TypeError(f"model must be a ric_ext RIC module, got {type(model).__name__}")
+        if model is not None and not isinstance(model, RIC):
+            raise TypeError(f"model must be a ric_ext RIC module or None, got {type(model).__name__}")
         if not isinstance(key, Key):
             raise TypeError(f"key must be a ric_ext.keys.Key, got {type(key).__name__}")
-        self.model = model.eval()
+        self.model = model.eval() if model is not None else None
+        self.scheme = PaperScheme(self.model, micro_batch) if scheme == "paper" else PadScheme(a=pad_a)
         self.classifier = classifier.eval()
         self.key = key
         check_int("batch_size", batch_size, 1)
@@ -134,20 +157,39 @@ class Cipher:
         self.batch_size = batch_size
 
     def __repr__(self) -> str:
-        return f"Cipher(key={self.key!r}, nae={self.nae.config}, lam={self.model.lam})"
+        return f"Cipher(key={self.key!r}, scheme={self.scheme.name!r}, nae={self.nae.config}, lam={self.scheme.lam})"
 
     @property
     def device(self) -> torch.device:
         return self.nae.device
 
+    @property
+    def channels(self) -> int:
+        """Image channels this cipher takes: the model's, or 3 for the network-free ``"pad"`` scheme."""
+        return self.scheme.channels or 3
+
+    def with_key(self, key: Key) -> Cipher:
+        """The same cipher (model, classifier, scheme, settings) under another key."""
+        c = Cipher(
+            self.model,
+            self.classifier,
+            key,
+            self.nae.config,
+            self.batch_size,
+            self.micro_batch,
+            self.nae.step_impl,
+            scheme=self.scheme.name,
+            pad_a=getattr(self.scheme, "a", DEFAULT_A),
+        )
+        return c
+
     def header(self) -> dict:
         return {
             "format": "ric-ext-ciphertext",
             "version": FORMAT_VERSION,
-            "lam": self.model.lam,
+            **self.scheme.header(),
             "nae": self.nae.config.to_dict(),
             "micro_batch": self.micro_batch,
-            "model": fingerprint(self.model),
             "classifier": fingerprint(self.classifier),
             "key_id": self.key.key_id,
         }
@@ -170,8 +212,10 @@ class Cipher:
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if images.dim() != 4 or images.shape[1] != self.model.channels:
-            raise ValueError(f"images must have shape (B, {self.model.channels}, H, W), got {tuple(images.shape)}")
+        channels = self.scheme.channels
+        if images.dim() != 4 or (channels is not None and images.shape[1] != channels):
+            want = f"(B, {channels}, H, W)" if channels is not None else "(B, C, H, W)"
+            raise ValueError(f"images must have shape {want}, got {tuple(images.shape)}")
         if images.dtype == torch.uint8:
             return images.float() / 255.0
         if not images.is_floating_point():
@@ -196,53 +240,62 @@ class Cipher:
         whose nonces repeat is therefore refused with ValueError.
         ``allow_nonce_reuse=True`` exists only to measure that attack. Nonces
         given across separate calls are the caller's responsibility.
+
+        Under the ``"ciphertext"`` stop rule with fresh nonces, an image whose
+        ciphertext still came out mislabelled (its attack hit the step bound) is
+        encrypted again under a new nonce, up to ``NONCE_RETRIES`` times.
         """
         x = self._check_images(images)
         B = x.shape[0]
-        if nonces is None:
-            nonces = torch.frombuffer(bytearray(os.urandom(12 * B)), dtype=torch.uint8).reshape(B, 12)
-        elif not isinstance(nonces, torch.Tensor) or nonces.shape != (B, 12) or nonces.dtype != torch.uint8:
-            raise ValueError(f"nonces must be a ({B}, 12) uint8 tensor")
-        if not allow_nonce_reuse and B > 1 and torch.unique(nonces, dim=0).shape[0] != B:
-            raise ValueError(
-                "nonces repeat within the batch: reusing a nonce under one key gives images the same "
-                "mask, which an attacker can exploit (Cipher.encrypt's docstring); draw fresh nonces"
-            )
+        if nonces is not None:
+            if not isinstance(nonces, torch.Tensor) or nonces.shape != (B, 12) or nonces.dtype != torch.uint8:
+                raise ValueError(f"nonces must be a ({B}, 12) uint8 tensor")
+            if not allow_nonce_reuse and B > 1 and torch.unique(nonces, dim=0).shape[0] != B:
+                raise ValueError(
+                    "nonces repeat within the batch: reusing a nonce under one key gives images the same "
+                    "mask, which an attacker can exploit (Cipher.encrypt's docstring); draw fresh nonces"
+                )
+        fresh = nonces is None
+        if fresh:
+            nonces = _random_nonces(B)
         labels = self.predict(x)
+        pix, n = self._encrypt_rows(x, nonces, labels)
+        # An image whose attack hit the step bound before its ciphertext passed may be labelled
+        # otherwise. With fresh nonces it is encrypted again under a new nonce (a new NAE), so the
+        # cloud's label agrees; only the final nonce is ever seen. Caller-given nonces are kept.
+        for _ in range(NONCE_RETRIES if fresh and self.nae.config.stop == "ciphertext" else 0):
+            bad = (self.predict(pix) != labels).nonzero().flatten()
+            if bad.numel() == 0:
+                break
+            nonces = nonces.clone()
+            nonces[bad] = _random_nonces(bad.numel())
+            pix[bad], n[bad] = self._encrypt_rows(x[bad], nonces[bad], labels[bad])
+        return Ciphertext(pix, nonces.cpu(), labels, self.header(), n)
+
+    def _encrypt_rows(self, x: torch.Tensor, nonces: torch.Tensor, labels: torch.Tensor) -> tuple:
+        """(uint8 ciphertexts, step counts) on the CPU, one batch of ``batch_size`` at a time."""
         pixels, steps = [], []
-        for sl in batch_slices(B, self.batch_size):
+        for sl in batch_slices(x.shape[0], self.batch_size):
             pix, n = self._encrypt_batch(x[sl].to(self.device), nonces[sl], labels[sl])
             pixels.append(pix.cpu())
             steps.append(n)
         pix = torch.cat(pixels) if pixels else torch.zeros((0, *x.shape[1:]), dtype=torch.uint8)
-        n = torch.cat(steps) if steps else torch.zeros(0, dtype=torch.int64)
-        return Ciphertext(pix, nonces.cpu(), labels, self.header(), n)
-
-    # The networks' calls, in the CPU's faster channels-last layout (results stay contiguous NCHW).
-    def _encode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.model.encrypt_uint8(fast_layout(x), fast_layout(z)).contiguous()
-
-    def _encode_features(self, feats: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.model.encrypt_uint8_from_features(feats, fast_layout(z)).contiguous()
-
-    def _decode(self, pixels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decrypt(fast_layout(pixels), fast_layout(z)).contiguous()
+        return pix, (torch.cat(steps) if steps else torch.zeros(0, dtype=torch.int64))
 
     def _encrypt_batch(self, x: torch.Tensor, nonces: torch.Tensor, labels: torch.Tensor) -> tuple:
         """(uint8 ciphertexts, step counts) for one batch on the device."""
         key, shape = self.key.noise_key, x.shape[1:]
-        mb = self.micro_batch
+        state = self.scheme.prepare(x, nonces, self.key)
         if self.nae.config.stop != "ciphertext":
             res = self.nae.generate(key, nonces, labels, shape)
-            return run_chunked(self._encode, (x, res.z), mb), res.steps
+            return self.scheme.encode(state, res.z), res.steps
         # Ciphertext rule: the check encodes the current NAEs of the active samples and stops those
         # the classifier already labels y with margin ct_margin; their ciphertexts come back as made.
-        feats = run_chunked(lambda xx: self.model.features(fast_layout(xx)), (x,), mb)
-        res = self.nae.generate(key, nonces, labels, shape, rule=_CiphertextCheck(self, feats, labels.to(x.device)))
+        res = self.nae.generate(key, nonces, labels, shape, rule=_CiphertextCheck(self, state, labels.to(x.device)))
         pix = res.made if res.made is not None else torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
         rest = ~res.made_mask.to(x.device)
         if bool(rest.any()):  # hit the step bound without passing the check
-            pix[rest] = run_chunked(self._encode_features, (feats[rest], res.z[rest]), mb)
+            pix[rest] = self.scheme.encode(state[rest], res.z[rest])
         return pix, res.steps
 
     def check_header(self, ct: Union[Ciphertext, dict]) -> NAEConfig:
@@ -252,12 +305,19 @@ class Cipher:
             raise CiphertextFormatError(f"unsupported ciphertext format version {header.get('version')!r}")
         if header.get("key_id") != self.key.key_id:
             raise WrongKeyError("this ciphertext was made under another key (its key id differs from this key's)")
-        if header.get("model") != fingerprint(self.model):
+        made_with = header.get("scheme", "paper")  # formats 1 and 2 knew only the paper's scheme
+        if made_with != self.scheme.name:
+            raise ModelMismatchError(
+                f"this ciphertext was made with the {made_with!r} scheme; this cipher uses {self.scheme.name!r}"
+            )
+        if made_with == "paper" and header.get("model") != fingerprint(self.model):
             raise ModelMismatchError("the RIC weights differ from those the ciphertext was made with")
+        if made_with == "pad" and header.get("pad_a") != self.scheme.a:
+            raise ModelMismatchError(f"ciphertext pad_a {header.get('pad_a')} != this cipher's {self.scheme.a}")
         if header.get("classifier") != fingerprint(self.classifier):
             raise ModelMismatchError("the classifier differs from the one the ciphertext was made with")
-        if float(header.get("lam", -1)) != self.model.lam:
-            raise ModelMismatchError(f"ciphertext lam {header.get('lam')} != model lam {self.model.lam}")
+        if float(header.get("lam", -1)) != self.scheme.lam:
+            raise ModelMismatchError(f"ciphertext lam {header.get('lam')} != this cipher's lam {self.scheme.lam}")
         try:
             cfg = NAEConfig.from_dict(header["nae"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -268,7 +328,7 @@ class Cipher:
             raise CiphertextFormatError(f"malformed ciphertext header: {exc}") from None
         if isinstance(ct, Ciphertext):
             if (ct.steps is None) != (header["version"] == 1):
-                raise CiphertextFormatError("format-2 ciphertexts carry per-image step counts, format 1 none")
+                raise CiphertextFormatError("format-2/3 ciphertexts carry per-image step counts, format 1 none")
             if ct.steps is not None and ct.steps.shape != (len(ct),):
                 raise CiphertextFormatError(f"steps must have shape ({len(ct)},), got {tuple(ct.steps.shape)}")
         return cfg
@@ -301,14 +361,16 @@ class Cipher:
         return torch.cat(out)
 
     @torch.no_grad()
-    def decode(self, ct: Ciphertext, z: torch.Tensor) -> torch.Tensor:
-        """The decoder applied to ``ct``'s pixels with NAEs ``z`` (in the ciphertext's micro-batches).
+    def decode(self, ct: Ciphertext, z: torch.Tensor, key: Optional[Key] = None) -> torch.Tensor:
+        """The scheme's decoding of ``ct``'s pixels with NAEs ``z`` (in the ciphertext's micro-batches).
 
         :meth:`decrypt` is ``decode(ct, regenerate(ct))``; evaluation and the
-        attacks decode with other NAEs or modified pixels. Returns (B, C, H, W)
+        attacks decode with other NAEs, keys or modified pixels. ``key`` (default:
+        this cipher's) is the ``"pad"`` scheme's pad key holder. Returns (B, C, H, W)
         float32 in [0, 1] on the CPU.
         """
-        x_hat = run_chunked(self._decode, (ct.pixels.to(self.device), z.to(self.device)), ct.header.get("micro_batch"))
+        pixels, z = ct.pixels.to(self.device), z.to(self.device)
+        x_hat = self.scheme.decode(pixels, z, ct.nonces, key or self.key, ct.header.get("micro_batch"))
         return x_hat.cpu()
 
     @torch.no_grad()
@@ -327,15 +389,15 @@ class Cipher:
 
 
 class _CiphertextCheck(StopRule):
-    """The ``"ciphertext"`` stop rule for one batch: encode the current NAEs with the batch's encoder
-    features and stop the images whose ciphertext the classifier labels y with margin ct_margin."""
+    """The ``"ciphertext"`` stop rule for one batch: encode the current NAEs with the batch's
+    scheme state and stop the images whose ciphertext the classifier labels y with margin ct_margin."""
 
-    def __init__(self, cipher: Cipher, feats: torch.Tensor, labels: torch.Tensor):
-        self.cipher, self.feats, self.labels = cipher, feats, labels
+    def __init__(self, cipher: Cipher, state: torch.Tensor, labels: torch.Tensor):
+        self.cipher, self.state, self.labels = cipher, state, labels
 
     @torch.no_grad()
     def check(self, z: torch.Tensor, idx: torch.Tensor, t: int) -> tuple:
-        c, mb = self.cipher, self.cipher.micro_batch
-        c8 = run_chunked(c._encode_features, (self.feats[idx], z), mb)
-        logits = run_chunked(lambda p: c.classifier(fast_layout(p.float() / 255.0)), (c8,), mb)
+        c = self.cipher
+        c8 = c.scheme.encode(self.state[idx], z)
+        logits = run_chunked(lambda p: c.classifier(fast_layout(p.float() / 255.0)), (c8,), c.micro_batch)
         return ops.margin(logits, self.labels[idx]) >= c.nae.config.ct_margin, c8

@@ -21,11 +21,12 @@ from .io_utils import atomic_write_bytes
 from .keys import Key
 from .models.networks import RIC
 from .nae import NAEConfig
+from .ops.pad import DEFAULT_A
 
 
 @torch.no_grad()
 def evaluate(
-    model: RIC,
+    model: Optional[RIC],
     classifier: nn.Module,
     images: torch.Tensor,
     labels: Optional[torch.Tensor] = None,
@@ -36,6 +37,8 @@ def evaluate(
     wrong_key: bool = True,
     metric_mode: str = "ours",
     nonces: Optional[torch.Tensor] = None,
+    scheme: str = "paper",
+    pad_a: float = DEFAULT_A,
 ) -> dict:
     """Run encrypt -> classify -> decrypt on (B, C, H, W) images in [0, 1]; returns metrics and tensors.
 
@@ -49,7 +52,9 @@ def evaluate(
     if metric_mode not in ("ours", "paper"):
         raise ValueError(f"metric_mode must be 'ours' or 'paper', got {metric_mode!r}")
     key = key or Key.generate()
-    cipher = Cipher(model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch)
+    cipher = Cipher(
+        model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, pad_a=pad_a
+    )
     ct = cipher.encrypt(images, nonces=nonces)
     x_hat = cipher.decrypt(ct)
     pred_plain, pred_cipher = ct.labels, cipher.classify(ct)
@@ -57,7 +62,8 @@ def evaluate(
     wrong = []
     for sl in batch_slices(len(ct), batch_size) if wrong_key else ():
         part = ct[sl]
-        wrong.append(cipher.decode(part, cipher.regenerate(part, key=Key.generate())))
+        other = Key.generate()
+        wrong.append(cipher.decode(part, cipher.regenerate(part, key=other), key=other))
     x_wrong = torch.cat(wrong) if wrong else torch.full_like(images, float("nan"))
     c = ct.as_float()
     per_image = metrics.psnr(x_hat, images)

@@ -63,6 +63,18 @@ def write_png(path: PathLike, ct: Ciphertext, key: Key, *, overwrite: bool = Fal
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG", pnginfo=info), overwrite=overwrite)
 
 
+def peek_header(path: PathLike) -> dict:
+    """The header of a ciphertext file, *unauthenticated*: only to choose settings (e.g. the scheme)
+    before :func:`read_png` checks the file. Raises CiphertextFormatError for non-ciphertexts."""
+    from PIL import Image
+
+    try:
+        with Image.open(os.fspath(path)) as img:
+            return dict(json.loads(dict(getattr(img, "text", {}) or {})[HEADER_CHUNK]))
+    except Exception as exc:
+        raise CiphertextFormatError(f"{path} has no readable ric_ext header: {exc}") from None
+
+
 def read_png(path: PathLike, key: Key) -> Ciphertext:
     """Read and authenticate one ciphertext file."""
     from PIL import Image

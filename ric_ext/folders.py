@@ -73,7 +73,7 @@ def encrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bo
     """Encrypt an image file or folder into ciphertext PNGs (batched by image size); returns the number of files."""
     pairs = plan_outputs(inp, out)
     with _progress(len(pairs), "encrypt", progress) as bar:
-        for group in _groups(pairs, lambda f: load_image(f, cipher.model.channels), cipher.batch_size):
+        for group in _groups(pairs, lambda f: load_image(f, cipher.channels), cipher.batch_size):
             ct = cipher.encrypt(torch.stack([x for x, _ in group]))
             for i, (_, o) in enumerate(group):
                 write_png(o, ct[i], cipher.key)

@@ -83,6 +83,11 @@ class Key:
         return hkdf_sha256(self._secret, b"ric-ext v1 noise")
 
     @property
+    def pad_key(self) -> bytes:
+        """32-byte ChaCha20 key for the "pad" scheme's one-time pad (independent of the noise key)."""
+        return hkdf_sha256(self._secret, b"ric-ext v1 pad")
+
+    @property
     def mac_key(self) -> bytes:
         """32-byte HMAC-SHA256 key for ciphertext files."""
         return hkdf_sha256(self._secret, b"ric-ext v1 mac")

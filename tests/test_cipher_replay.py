@@ -44,7 +44,7 @@ def encrypted(bundled, svhn_images):
 
 def test_bundled_model_agreement_and_steps(encrypted):
     cipher, x, ct = encrypted
-    assert ct.header["version"] == 2 and ct.header["nae"]["stop"] == "ciphertext"
+    assert (ct.header["version"], ct.header["scheme"]) == (3, "paper") and ct.header["nae"]["stop"] == "ciphertext"
     assert torch.equal(cipher.classify(ct), ct.labels)  # 100% agreement on the 16 samples
     assert ct.steps.dtype == torch.int64 and (ct.steps >= 0).all() and (ct.steps <= 100).all()
     assert ct.steps.float().mean() < 50  # adaptive: far fewer than the bound

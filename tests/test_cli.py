@@ -187,7 +187,11 @@ def test_stop_rules_on_the_command_line(workspace, stop):
     )
     with Image.open(enc / "img0.png") as im:
         header = json.loads(im.text["ric-ext"])
-    assert header["version"] == 2 and header["nae"]["stop"] == stop and 0 <= header["steps"] <= 6
+    assert (
+        (header["version"], header["scheme"]) == (3, "paper")
+        and header["nae"]["stop"] == stop
+        and 0 <= header["steps"] <= 6
+    )
     if stop == "ciphertext":
         assert header["steps"] % 3 == 0 or header["steps"] == 6
     _run(
@@ -329,3 +333,38 @@ def test_train_help_explains_every_option():
     assert "warm-up + cosine" in out and "EMA decay" in out
     p = _run("train", "--decoder-z", "maybe", ok=False)
     assert p.returncode == 2 and "expected true/false" in p.stderr
+
+
+def test_pad_scheme_on_the_command_line(workspace):
+    # encrypt with --scheme pad (no --model needed), classify like any ciphertext, and decrypt with
+    # no --scheme: decrypt takes the scheme the files name.
+    d = workspace
+    _run("keygen", "--out", d / "pad_key.json")
+    key = ["--key", d / "pad_key.json", "--no-progress"]
+    _run("encrypt", "--input", d / "plain", "--output", d / "pad_enc", "--scheme", "pad", *key)
+    with Image.open(d / "pad_enc" / "img0.png") as im:
+        header = json.loads(im.text["ric-ext"])
+    assert (header["version"], header["scheme"], header["model"]) == (3, "pad", None)
+    plain = dict(line.split("\t") for line in _run("classify", "--input", d / "plain").stdout.split("\n") if line)
+    ciph = dict(line.split("\t") for line in _run("classify", "--input", d / "pad_enc").stdout.split("\n") if line)
+    assert [plain[k.replace("pad_enc", "plain")] for k in sorted(ciph)] == [ciph[k] for k in sorted(ciph)]
+    _run("decrypt", "--input", d / "pad_enc", "--output", d / "pad_dec", *key)
+    for i in range(3):
+        a = np.asarray(Image.open(d / "plain" / f"img{i}.png")).astype(int)
+        b = np.asarray(Image.open(d / "pad_dec" / f"img{i}.png")).astype(int)
+        assert np.abs(a - b).max() <= 3  # the pad's error bound: 2.55 grey levels, rounded
+    # decrypting pad files as the paper's scheme names the mismatch
+    p = _run(
+        "decrypt",
+        "--input",
+        d / "pad_enc",
+        "--output",
+        d / "pad_dec2",
+        "--scheme",
+        "paper",
+        "--model",
+        d / "model.pt",
+        *key,
+        ok=False,
+    )
+    assert p.returncode == 2 and "'pad' scheme" in p.stderr

@@ -13,6 +13,13 @@ from ric_ext.cipher import Cipher
 from ric_ext.keys import Key
 from ric_ext.nae import NAEConfig
 from ric_ext.security import AttackConfig, InversionSettings, run_attacks, score, stats, train_inversion, write_report
+from ric_ext.security.public_model import (
+    PublicModelSettings,
+    candidate_sets,
+    share_statistics,
+    statistics_choice,
+    two_tower_choice,
+)
 from ric_ext.security.references import reference_guesses
 from ric_ext.security.schemes import lsb_decrypt, lsb_encrypt
 from ric_ext.security.unet import UNet
@@ -118,10 +125,13 @@ def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_image
         reencrypt_n=(1, 2),
         jpeg_qualities=(90, 30),
         noise_sigmas=(1.0, 8.0),
+        public=PublicModelSettings(pairs=12, val=4, key_every=8, candidates=2, epochs=1, width=4, matcher_epochs=1),
     )
-    res = run_attacks(cipher, x[:8], x[8:14], x, y, cfg, n_val=2)
+    res = run_attacks(cipher, x[:8], x[8:14], x, y, cfg, n_val=2, public_x=x[:8], distractor_x=x)
     sections = {r["section"] for r in res["rows"]}
-    assert sections == {"inversion", "keys", "ciphertext_only"}
+    assert sections == {"inversion", "keys", "ciphertext_only", "public_model"}
+    lk = res["curves"]["linkage"]
+    assert lk["chance"] == 0.5 and len(lk["accuracy"]) == 3 and all(0 <= v <= 1 for v in lk["accuracy"].values())
     assert {r["attack"][:3] for r in res["rows"] if r["section"] == "inversion"} == {"(a)", "(b)", "(c)"}
     for r in res["rows"]:
         assert 0 < r["psnr"] <= 100 and -1 <= r["ssim"] <= 1
@@ -146,3 +156,35 @@ def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_image
     assert cipher.key.noise_key.hex() not in md and cipher.key.mac_key.hex() not in md
     rep = json.loads((out / "report.json").read_text())
     assert rep["n_test"] == 6 and rep["settings"]["inversion"]["epochs"] == 1
+
+
+def test_candidate_sets_share_the_label_and_hold_the_victim_once():
+    pool_labels = torch.tensor([0, 1, 0, 1, 0, 0, 1, 2])
+    cands = candidate_sets(pool_labels[:3], pool_labels, 3, torch.Generator().manual_seed(0))
+    for i in range(3):
+        row = cands[i]
+        assert (row == i).sum() == 1 and (pool_labels[row] == pool_labels[i]).all() and row.unique().numel() == 3
+    # label 2 has one image only: no candidate set for a victim of that label
+    assert (candidate_sets(pool_labels[7:], pool_labels[7:], 2, torch.Generator()) == -1).all()
+
+
+def test_share_statistics_see_brightness_and_contrast():
+    flat, wide = torch.full((1, 3, 8, 8), 0.5), torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    f, w = share_statistics(flat), share_statistics(wide)
+    assert f.shape == (1, 3 * 20) and not torch.allclose(f, w)
+    assert torch.allclose(share_statistics(flat).reshape(3, 20)[:, :16].sum(1), torch.ones(3))
+
+
+@pytest.mark.parametrize("matcher", [two_tower_choice, statistics_choice])
+def test_linkage_matchers_find_a_leak_when_there_is_one(matcher):
+    # A "ciphertext" that is the plaintext plus noise leaks everything: a working matcher must link
+    # far above chance (1/4). (The same matchers score the real schemes in docs/security.md.)
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(64, 3, 1, 1, generator=g).expand(64, 3, 16, 16)
+    x = (base + 0.2 * torch.rand(64, 3, 16, 16, generator=g)).clamp(0, 1)
+    ct = (x + 0.05 * torch.randn(64, 3, 16, 16, generator=g)).clamp(0, 1)
+    cands = torch.stack([torch.roll(torch.arange(48, 64), -s)[:4] for s in range(16)])  # victim i = row 48+i
+    pool = x
+    choice = matcher(ct[:48], x[:48], ct[48:], cands, pool, epochs=40, seed=0)
+    truth = torch.zeros(16, dtype=torch.int64)  # each row starts with its own victim
+    assert float((choice == truth).float().mean()) >= 0.75

@@ -24,18 +24,19 @@ Sections (``AttackConfig.attacks``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from ..cipher import Cipher
 from ..keys import Key
 from .inversion import InversionSettings
+from .public_model import PublicModelSettings
 from .references import reference_guesses
 from .scoring import Scorer
 from .sections import SECTION_FUNCS, Run, _decode
 
-SECTIONS = ("inversion", "keys", "ciphertext_only", "robustness", "baselines")
+SECTIONS = ("inversion", "keys", "ciphertext_only", "robustness", "baselines", "public_model")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class AttackConfig:
     jpeg_qualities: Sequence[int] = (95, 90, 75, 50, 25)
     noise_sigmas: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0)  # grey levels (0-255 scale)
     lsb_bits: int = 4
+    public: PublicModelSettings = field(default_factory=PublicModelSettings)
 
     def __post_init__(self) -> None:
         bad = [a for a in self.attacks if a not in SECTIONS]
@@ -68,6 +70,7 @@ class AttackConfig:
             "jpeg_qualities": list(self.jpeg_qualities),
             "noise_sigmas": list(self.noise_sigmas),
             "lsb_bits": self.lsb_bits,
+            "public": self.public.to_dict(),
         }
 
 
@@ -80,6 +83,8 @@ def run_attacks(
     config: AttackConfig = AttackConfig(),
     n_val: int = 50,
     log: Callable[[str], None] = lambda s: None,
+    public_x: Optional[torch.Tensor] = None,
+    distractor_x: Optional[torch.Tensor] = None,
 ) -> dict:
     """Run the configured attack sections.
 
@@ -89,6 +94,9 @@ def run_attacks(
             (the last ``n_val`` are the attacker's validation pairs).
         test_x: (M, C, H, W) unseen plaintexts every attack is scored on.
         train_x, train_labels: images for the reference guesses (training-set and class means).
+        public_x: the public-model attacker's own images (section ``public_model``): the owner's
+            distribution, disjoint from ``test_x``; it encrypts them under keys of its own.
+        distractor_x: other images of ``test_x``'s distribution: the linkage test's candidates.
     Returns:
         {"rows": [...], "references": {...}, "curves": {...}, "settings": {...}, "_images": {...}}
     """
@@ -100,6 +108,7 @@ def run_attacks(
     z_test = cipher.regenerate(ct_test).cpu()
     with torch.no_grad():
         num_classes = int(cipher.classifier(test_x[:1].to(cipher.device)).shape[1])
+    wrong_key = Key.generate()
     run = Run(
         cipher=cipher,
         cfg=config,
@@ -113,9 +122,12 @@ def run_attacks(
         sc=Scorer(test_x, refs),
         z_test=z_test,
         x_hat_test=_decode(cipher, ct_test, ct_test.pixels, z_test),
-        z_wrong=cipher.regenerate(ct_test, key=Key.generate()).cpu(),
+        wrong_key=wrong_key,
+        z_wrong=cipher.regenerate(ct_test, key=wrong_key).cpu(),
         num_classes=num_classes,
         images={"plaintext": test_x, "ciphertext": ct_test.as_float()},
+        public_x=public_x,
+        distractor_x=distractor_x,
     )
     for name, section in SECTION_FUNCS.items():
         if name in config.attacks:

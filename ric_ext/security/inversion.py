@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .. import metrics
 from ..batching import batch_slices
+from .resinv import ResInverter
 from .unet import UNet
 
 
@@ -28,6 +29,7 @@ class InversionSettings:
     batch_size: int = 32
     width: int = 32
     seed: int = 0
+    network: str = "unet"  # "unet" (.unet) or "resnet" (the deeper full-resolution .resinv)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "width"):
@@ -35,13 +37,16 @@ class InversionSettings:
                 raise ValueError(f"inversion {name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"inversion lr must be > 0, got {self.lr}")
+        if self.network not in ("unet", "resnet"):
+            raise ValueError(f"inversion network must be 'unet' or 'resnet', got {self.network!r}")
 
     def to_dict(self) -> dict:
-        return dict(asdict(self), loss="mse", optimiser="adam", network="unet-2-level")
+        net = {"unet": "unet-2-level", "resnet": "dilated-residual-8-blocks"}[self.network]
+        return dict(asdict(self), loss="mse", optimiser="adam", network=net)
 
 
 @torch.no_grad()
-def _predict(net: UNet, inp: torch.Tensor, batch: int = 128) -> torch.Tensor:
+def _predict(net: torch.nn.Module, inp: torch.Tensor, batch: int = 128) -> torch.Tensor:
     net.eval()
     return torch.cat([net(inp[sl]) for sl in batch_slices(inp.shape[0], batch)]) if inp.shape[0] else inp
 
@@ -66,7 +71,10 @@ def train_inversion(
     g = torch.Generator().manual_seed(settings.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        net = UNet(train_in.shape[1], train_x.shape[1], settings.width)
+        if settings.network == "unet":
+            net = UNet(train_in.shape[1], train_x.shape[1], settings.width)
+        else:
+            net = ResInverter(train_in.shape[1], train_x.shape[1], settings.width)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     best = (-float("inf"), 0, {k: v.clone() for k, v in net.state_dict().items()})
     val_log = []

@@ -20,9 +20,11 @@ from ..cipher import Cipher
 from ..keys import Key
 from ..models.networks import RIC
 from ..nae import NAEConfig
+from ..ops.pad import DEFAULT_A
 from ..options import opt
 from .attacks import SECTIONS, AttackConfig, run_attacks
 from .inversion import InversionSettings
+from .public_model import PublicModelSettings
 from .report import write_report
 
 #: SVHN's fixed split, after the authors': the attacker's pairs come from test indices 1000-...
@@ -42,6 +44,12 @@ class ProtocolSettings:
     attack_seed: int = opt(0, "attacks: U-Net init/data-order seed")
     reencrypt_images: int = opt(10, "attacks: images encrypted 32 times each for the re-encryption test")
     reference_images: int = opt(8000, "attacks: training images for the mean-image baselines")
+    public_pairs: int = opt(
+        20000, "public-model attacker (d, e): pairs it makes under its own keys (>= 20,000 at 32 px, 5,000 at 64 px)"
+    )
+    public_epochs: int = opt(12, "public-model attacker: epochs of each inverter")
+    public_val: int = opt(500, "public-model attacker: of its pairs, this many validate")
+    candidates: int = opt(10, "linkage (e): same-label candidates per victim (chance 1/K)")
 
 
 def parse_sections(spec: str) -> list:
@@ -78,8 +86,36 @@ def reference_images(
     return tx, ty, f"{tx.shape[0]} images: the attacker's pairs ({dataset} {split} 0-{tx.shape[0] - 1})"
 
 
+def public_model_images(
+    dataset: str, split: str, data: Optional[str], size: Optional[int], full, pool_idx: range, test_idx: range
+) -> tuple:
+    """(attacker's own images, linkage distractors, description), both disjoint from the scored images.
+
+    The attacker draws from the owner's distribution: the training split of SVHN and of LFW,
+    otherwise the rest of the evaluated split (CIFAR-10 test 5000-9999 when the split is large).
+    Distractors are other images of the scored split: SVHN test 0-999; elsewhere every image
+    that is not scored.
+    """
+    scored = set(test_idx)
+    if dataset in ("svhn", "lfw"):
+        train = data_mod.dataset(dataset, "train", data, size)
+        public_x, _ = data_mod.stack(train, range(len(train)))
+        public_desc = f"its own pairs from the {dataset} training split ({len(train)} images)"
+        rest = range(0, 1000) if dataset == "svhn" else [i for i in range(len(full)) if i not in scored]
+    else:
+        half = max(test_idx.stop, len(full) // 2)
+        own = range(half, len(full))
+        if len(own) == 0:
+            raise ValueError("the public-model attacker needs images beyond the scored ones")
+        public_x, _ = data_mod.stack(full, own)
+        public_desc = f"its own pairs from {dataset} {split} {own.start}-{own.stop - 1}"
+        rest = [i for i in range(half) if i not in scored]
+    distractor_x, _ = data_mod.stack(full, list(rest))
+    return public_x, distractor_x, public_desc + f"; {len(rest)} linkage distractors from the scored split"
+
+
 def run_protocol(
-    model: RIC,
+    model: Optional[RIC],
     classifier: nn.Module,
     nae: NAEConfig,
     dataset: str,
@@ -94,6 +130,8 @@ def run_protocol(
     micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
     names: Optional[dict] = None,
     log: Callable[[str], None] = lambda s: None,
+    scheme: str = "paper",
+    pad_a: float = DEFAULT_A,
 ) -> dict:
     """Encrypt the protocol's images under a fresh key, run ``attacks`` and write the report to ``out``.
 
@@ -105,6 +143,14 @@ def run_protocol(
         attacks=list(attacks),
         reencrypt_images=s.reencrypt_images,
         inversion=InversionSettings(epochs=s.attack_epochs, width=s.attack_width, seed=s.attack_seed),
+        public=PublicModelSettings(
+            pairs=s.public_pairs,
+            val=s.public_val,
+            epochs=s.public_epochs,
+            candidates=s.candidates,
+            width=s.attack_width,
+            seed=s.attack_seed,
+        ),
     )
     n_pool = s.attack_pairs + s.attack_val
     full = data_mod.svhn("test", data) if dataset == "svhn" else data_mod.dataset(dataset, split, data, size)
@@ -118,10 +164,19 @@ def run_protocol(
     test_x, _ = data_mod.stack(full, list(test_idx))
     tx, ty, ref_desc = reference_images(dataset, split, data, size, full, pool_idx, s.reference_images)
     key = Key.generate()
-    cipher = Cipher(model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch)
-    res = run_attacks(cipher, attack_x, test_x, tx, ty, cfg, n_val=s.attack_val, log=log)
+    cipher = Cipher(
+        model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, pad_a=pad_a
+    )
+    public_x = distractor_x = None
+    if "public_model" in attacks:
+        public_x, distractor_x, public_desc = public_model_images(dataset, split, data, size, full, pool_idx, test_idx)
+        desc += f"; public-model attacker: {public_desc}"
+    res = run_attacks(
+        cipher, attack_x, test_x, tx, ty, cfg, n_val=s.attack_val, log=log, public_x=public_x, distractor_x=distractor_x
+    )
     context = {
         **(names or {}),
+        "scheme": scheme,
         "key id": key.key_id + " (a fresh key)",
         "data": desc,
         "reference images": ref_desc,

@@ -141,6 +141,35 @@ def format_markdown(res: dict, context: dict) -> str:
                 f"{_f(b['cipher_vs_plain']['ssim'], 4)} | {_f(b['npcr_percent'])} | {b['corr_h_abs']:.4f} | "
                 f"{b['attacker_name']} | {(_f(att['psnr']) + ' / ' + _f(att['ssim'], 4)) if att else 'not run'} |"
             )
+    if "linkage" in cur:
+        lk = cur["linkage"]
+        inv = next((r for r in res["rows"] if r["section"] == "public_model"), None)
+        lines += [
+            "",
+            "## Public-model attacker and linkage (d, e)",
+            "",
+            "The attacker makes its own pairs with the shipped weights under keys of its own, never the "
+            "victim's; the victims are the scored images under the victim's key.",
+        ]
+        if inv is not None:
+            lines += [""] + [
+                f"- inverter {name}: validation PSNR {_f(v['val_psnr'])} dB (epoch {v['best_epoch']}), "
+                f"{v['train_s']} s to train"
+                for name, v in inv["inverters"].items()
+            ]
+            lines.append(f"- compute: {inv['compute_s']['pairs']} s making pairs, {inv['compute_s']['total']} s in all")
+        lines += [
+            "",
+            f"Linkage: pick the victim's plaintext among {lk['candidates']} candidates with its public label "
+            f"({lk['victims']} victims; chance {100 * lk['chance']:.0f}%, target <= {100 * lk['target']:.0f}%).",
+            "",
+            "| linkage attack | accuracy | met |",
+            "| --- | ---: | --- |",
+        ]
+        lines += [
+            f"| {name} | {100 * acc:.1f}% | {'yes' if acc <= lk['target'] else '**NO**'} |"
+            for name, acc in lk["accuracy"].items()
+        ]
     lines += [
         "",
         "![attacker reconstructions](attacks_grid.png)",
@@ -154,7 +183,17 @@ def write_report(res: dict, out_dir: str, context: Optional[dict] = None, n_grid
     """report.md, report.json, attacks_grid.png and the curves in ``out_dir`` (each written atomically)."""
     os.makedirs(out_dir, exist_ok=True)
     imgs = res.get("_images", {})
-    order = ["plaintext", "ciphertext", "inversion_a", "inversion_b", "inversion_c", "wrong_key", "lsb", "noise_cover"]
+    order = [
+        "plaintext",
+        "ciphertext",
+        "inversion_a",
+        "inversion_b",
+        "inversion_c",
+        "public_model",
+        "wrong_key",
+        "lsb",
+        "noise_cover",
+    ]
     cols = [k for k in order if k in imgs]
     res["_grid_columns"] = cols
     k = min(n_grid, imgs["plaintext"].shape[0]) if "plaintext" in imgs else 0

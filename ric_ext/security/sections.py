@@ -19,6 +19,7 @@ from ..cipher import Cipher, Ciphertext
 from ..keys import Key
 from . import stats
 from .inversion import train_inversion
+from .public_model import public_model_attacks
 from .schemes import lsb_decrypt, lsb_encrypt
 from .scoring import Scorer, score
 
@@ -54,9 +55,12 @@ def _with(ct: Ciphertext, **kw) -> Ciphertext:
     return Ciphertext(**d)
 
 
-def _decode(cipher: Cipher, ct: Ciphertext, pixels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Decode ``pixels`` (``ct``'s, or modified ones) with NAEs ``z``, as the cipher decodes ``ct``."""
-    return cipher.decode(_with(ct, pixels=pixels), z)
+def _decode(
+    cipher: Cipher, ct: Ciphertext, pixels: torch.Tensor, z: torch.Tensor, key: Optional[Key] = None
+) -> torch.Tensor:
+    """Decode ``pixels`` (``ct``'s, or modified ones) with NAEs ``z`` as the holder of ``key`` (default:
+    the cipher's) would: the same key also unpads under the "pad" scheme."""
+    return cipher.decode(_with(ct, pixels=pixels), z, key=key)
 
 
 def _side_info(ct: Ciphertext, num_classes: int) -> torch.Tensor:
@@ -83,12 +87,15 @@ class Run:
     sc: Scorer
     z_test: torch.Tensor  # the test ciphertexts' NAEs under the right key
     x_hat_test: torch.Tensor  # what the key holder decrypts
-    z_wrong: torch.Tensor  # the NAEs an attacker regenerates under a guessed key (public nonces, labels, steps)
+    wrong_key: Key  # an attacker's guess of the key
+    z_wrong: torch.Tensor  # the NAEs it regenerates under that key (public nonces, labels, steps)
     num_classes: int
     rows: list = field(default_factory=list)
     curves: dict = field(default_factory=dict)
     images: dict = field(default_factory=dict)
     npcr: Optional[float] = None
+    public_x: Optional[torch.Tensor] = None  # the public-model attacker's own images (section public_model)
+    distractor_x: Optional[torch.Tensor] = None  # other plaintexts: the linkage test's candidates
 
     @property
     def tr(self) -> slice:
@@ -151,16 +158,21 @@ def keys_section(run: Run) -> None:
     """Decryption with wrong keys, labels and nonces; NPCR/UACI, histogram and adjacent-pixel statistics."""
     run.log("key sensitivity and ciphertext statistics")
     cipher, ct_test, test_x = run.cipher, run.ct_test, run.test_x
-    variants = {
-        "decrypt with another key": run.z_wrong,
-        "decrypt with the key one bit away": cipher.regenerate(ct_test, key=cipher.key.with_flipped_bit(0)),
-        "right key, wrong label": cipher.regenerate(_with(ct_test, labels=(ct_test.labels + 1) % run.num_classes)),
-        "right key, wrong nonce": cipher.regenerate(
-            _with(ct_test, nonces=torch.randint(0, 256, ct_test.nonces.shape, dtype=torch.uint8))
+    near = cipher.key.with_flipped_bit(0)
+    variants = {  # name: (NAEs, the key that decodes)
+        "decrypt with another key": (run.z_wrong, run.wrong_key),
+        "decrypt with the key one bit away": (cipher.regenerate(ct_test, key=near), near),
+        "right key, wrong label": (
+            cipher.regenerate(_with(ct_test, labels=(ct_test.labels + 1) % run.num_classes)),
+            cipher.key,
+        ),
+        "right key, wrong nonce": (
+            cipher.regenerate(_with(ct_test, nonces=torch.randint(0, 256, ct_test.nonces.shape, dtype=torch.uint8))),
+            cipher.key,
         ),
     }
-    for name, z in variants.items():
-        rec = _decode(cipher, ct_test, ct_test.pixels, z)
+    for name, (z, key) in variants.items():
+        rec = _decode(cipher, ct_test, ct_test.pixels, z, key)
         run.images.setdefault("wrong_key", rec)
         # Targets apply to the attacker's situation (another key); the right-key rows show how much of
         # the NAE is fixed by key + nonce alone (label and nonce are public anyway).
@@ -173,14 +185,7 @@ def keys_section(run: Run) -> None:
                 target=not name.startswith("right key"),
             )
         )
-    other = Cipher(
-        cipher.model,
-        cipher.classifier,
-        Key.generate(),
-        cipher.nae.config,
-        batch_size=cipher.batch_size,
-        micro_batch=cipher.micro_batch,
-    )
+    other = cipher.with_key(Key.generate())
     ct_other = other.encrypt(test_x, nonces=ct_test.nonces)
     n_, u_ = stats.npcr_uaci(ct_test.pixels, ct_other.pixels)
     run.npcr = npcr = float(n_.mean())
@@ -215,7 +220,7 @@ def ciphertext_only_section(run: Run) -> None:
     run.log("ciphertext-only attacks and re-encryption")
     cipher, cfg, ct_test, test_x = run.cipher, run.cfg, run.ct_test, run.test_x
     c = ct_test.as_float()
-    lam = cipher.model.lam
+    lam = cipher.scheme.lam
     for name, guess in (
         ("the ciphertext itself", c),
         ("low-pass ciphertext (3x3 binomial)", _blur(c)),
@@ -285,6 +290,26 @@ def robustness_section(run: Run) -> None:
     run.curves["robustness"] = rob
 
 
+def _baseline_table(run: Run, schemes: dict) -> None:
+    cipher, ct_test, test_x = run.cipher, run.ct_test, run.test_x
+    table = []
+    for name, s in schemes.items():
+        c = s["pixels"].float() / 255
+        table.append(
+            {
+                "scheme": name,
+                "agreement": metrics.agreement(cipher.predict(s["pixels"]), ct_test.labels),
+                "recovery": score(s["recovered"], test_x),
+                "cipher_vs_plain": score(c, test_x),
+                "npcr_percent": s["npcr"],
+                "corr_h_abs": float(stats.adjacent_correlation(s["pixels"], "horizontal").abs().nanmean()),
+                "attacker": score(s["attacker"], test_x) if s["attacker"] is not None else None,
+                "attacker_name": s["attacker_name"],
+            }
+        )
+    run.curves["baselines"] = table
+
+
 def baselines_section(run: Run) -> None:
     """The LSB scheme and a plain-noise cover (RIC networks, keyed noise, no NAE), scored like RIC."""
     run.log("baseline schemes")
@@ -292,7 +317,7 @@ def baselines_section(run: Run) -> None:
     tr, va = run.tr, run.va
     other_key = Key.generate()
     schemes = {}
-    schemes["RIC (this model)"] = dict(
+    schemes[f"RIC ({cipher.scheme.name} scheme)"] = dict(
         pixels=ct_test.pixels,
         recovered=run.x_hat_test,
         attacker=run.images.get("inversion_a"),
@@ -309,6 +334,10 @@ def baselines_section(run: Run) -> None:
         attacker_name="read the low bits (no key needed)",
         npcr=float(stats.npcr_uaci(lsb, lsb2)[0].mean()),
     )
+    if cipher.model is None:  # the plain-noise cover needs the RIC networks
+        _baseline_table(run, schemes)
+        run.images["lsb"] = lsb.float() / 255
+        return
     # Plain-noise cover: RIC networks with the keyed noise instead of an NAE.
     shape = tuple(test_x.shape[1:])
     z0 = ops.keyed_uniform(cipher.key.noise_key, ct_test.nonces, shape)
@@ -332,24 +361,38 @@ def baselines_section(run: Run) -> None:
         attacker_name="inversion (a)",
         npcr=float(stats.npcr_uaci(nc, nc2)[0].mean()),
     )
-    table = []
-    for name, s in schemes.items():
-        c = s["pixels"].float() / 255
-        table.append(
-            {
-                "scheme": name,
-                "agreement": metrics.agreement(cipher.predict(s["pixels"]), ct_test.labels),
-                "recovery": score(s["recovered"], test_x),
-                "cipher_vs_plain": score(c, test_x),
-                "npcr_percent": s["npcr"],
-                "corr_h_abs": float(stats.adjacent_correlation(s["pixels"], "horizontal").abs().nanmean()),
-                "attacker": score(s["attacker"], test_x) if s["attacker"] is not None else None,
-                "attacker_name": s["attacker_name"],
-            }
-        )
-    run.curves["baselines"] = table
+    _baseline_table(run, schemes)
     run.images["lsb"] = lsb.float() / 255
     run.images["noise_cover"] = nc.float() / 255
+
+
+def public_model_section(run: Run) -> None:
+    """(d) an inverter trained on pairs made under the attacker's own keys; (e) linkage among K candidates."""
+    if run.public_x is None or run.distractor_x is None:
+        raise ValueError("the public_model section needs the attacker's own images and distractors")
+    res = public_model_attacks(
+        run.cipher, run.public_x, run.ct_test.as_float(), run.test_x, run.distractor_x, run.cfg.public, run.log
+    )
+    run.images["public_model"] = res["guess"]
+    s = res["settings"]
+    run.rows.append(
+        run.sc.row(
+            "public_model",
+            f"(d) public model: {res['best']} inverter, {s['pairs']} pairs under the attacker's own keys",
+            res["guess"],
+            {"pairs": s["pairs"], "val": s["val"], "epochs": s["epochs"], "key_every": s["key_every"]},
+            target=True,
+            extra={"inverters": res["inversion"], "compute_s": res["compute_s"]},
+        )
+    )
+    run.curves["linkage"] = {
+        "accuracy": res["linkage"],
+        "chance": res["chance"],
+        "target": 0.15,
+        "victims": res["victims_linked"],
+        "candidates": s["candidates"],
+        "meets_target": all(v <= 0.15 for v in res["linkage"].values()),
+    }
 
 
 #: The sections in the order they run (baselines reuse inversion (a) and the keys section's NPCR).
@@ -359,4 +402,5 @@ SECTION_FUNCS: Dict[str, Callable[[Run], None]] = {
     "ciphertext_only": ciphertext_only_section,
     "robustness": robustness_section,
     "baselines": baselines_section,
+    "public_model": public_model_section,
 }
