@@ -46,13 +46,20 @@ def _nae(args: argparse.Namespace):
 
 
 def _scheme(args: argparse.Namespace) -> str:
-    """The scheme to use: the option, or for decrypt's 'auto' the one the first input file names."""
+    """The scheme to use: --scheme, or for 'auto' the one decrypt's input files name, else the
+    paper's scheme when --model is given (the networks are that scheme's) and the pad scheme otherwise."""
     if args.scheme != "auto":
-        return args.scheme
-    from .fileformat import peek_header
-    from .folders import image_files
+        scheme = args.scheme
+    elif args.command == "decrypt":
+        from .fileformat import peek_header
+        from .folders import image_files
 
-    return peek_header(image_files(args.input)[0]).get("scheme", "paper")
+        scheme = peek_header(image_files(args.input)[0]).get("scheme", "paper")
+    else:
+        scheme = "paper" if args.model else "pad"
+    if scheme == "paper" and not args.model:
+        raise ValueError("the paper scheme needs --model (a weights file or a bundled name: svhn, faces, ...)")
+    return scheme
 
 
 def _cipher(args: argparse.Namespace):
@@ -175,8 +182,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     clf = _classifier(args)
-    model = None if args.scheme == "pad" else _load_model(args.model, args.device)
-    scheme = {"scheme": args.scheme, "pad_a": args.pad_a}
+    scheme = {"scheme": _scheme(args), "pad_a": args.pad_a}
+    model = None if scheme["scheme"] == "pad" else _load_model(args.model, args.device)
     if args.attacks:
         from .options import from_options
         from .security.protocol import ProtocolSettings, parse_sections, run_protocol
@@ -194,7 +201,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             out=args.out,
             batch_size=args.batch_size,
             micro_batch=args.micro_batch or None,
-            names={"model": args.model, "classifier": args.classifier},
+            names={"model": args.model or "none (pad scheme)", "classifier": args.classifier},
             log=lambda m: print(m, flush=True),
             **scheme,
         )
@@ -232,7 +239,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     t = time.perf_counter()
-    res = run_demo(device=args.device, out=args.out)
+    res = run_demo(device=args.device, out=args.out, scheme=args.scheme)
     print(res["table"])
     print(f"(demo took {time.perf_counter() - t:.1f} s; {res['note']})")
     return 0
@@ -245,7 +252,7 @@ def _add_classifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
-def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True, scheme_default: str = "paper") -> None:
+def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None:
     from .batching import DEFAULT_MICRO_BATCH
     from .nae import NAEConfig
     from .ops.pad import DEFAULT_A
@@ -254,15 +261,13 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True, scheme_
 
     if needs_key:
         p.add_argument("--key", required=True, help="key file from `ric-ext keygen`")
-    choices = SCHEMES + (("auto",) if scheme_default == "auto" else ())
     p.add_argument(
         "--scheme",
-        default=scheme_default,
-        choices=choices,
-        help="paper: the learned encoder's share (needs --model); pad: a keyed one-time pad on the "
-        "image's share, no networks (docs/scheme.md#pad)"
-        + ("; auto: the scheme the input files name" if scheme_default == "auto" else "")
-        + " (default: %(default)s)",
+        default="auto",
+        choices=("auto", *SCHEMES),
+        help="pad: a keyed one-time pad on the image's share, no networks (docs/scheme.md#pad); paper: the "
+        "paper's learned encoder (needs --model); auto: decrypt takes the scheme its files name, the other "
+        "commands paper when --model is given and pad otherwise (default: %(default)s)",
     )
     p.add_argument(
         "--pad-a",
@@ -272,8 +277,9 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True, scheme_
     )
     p.add_argument(
         "--model",
-        default="svhn",
-        help="RIC weights (.pt) or a bundled model by name: svhn | faces (default: %(default)s)",
+        default=None,
+        help="the paper scheme's RIC weights: a .pt file or a bundled model by name (svhn | faces | svhn-v1.. | "
+        "faces-v1..); not needed by the pad scheme",
     )
     _add_classifier_args(p)
     add_options(p, NAEConfig, prefix="nae")
@@ -354,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=f"{name} a file or folder of {what}")
         c.add_argument("--input", required=True, help=f"a file or a folder of {what} (searched recursively)")
         c.add_argument("--output", required=True, help="output folder (existing files are never overwritten)")
-        _add_cipher_args(c, scheme_default="auto" if name == "decrypt" else "paper")
+        _add_cipher_args(c)
         c.set_defaults(func=fn)
 
     cl = sub.add_parser("classify", help="labels of the unmodified classifier for images or ciphertexts")
@@ -376,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="encrypt -> classify -> decrypt bundled sample images with bundled weights")
     de.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: %(default)s)")
     de.add_argument("--out", default=None, help="also write the report (grid, JSON) to this folder")
+    de.add_argument(
+        "--scheme",
+        default="pad",
+        choices=("pad", "paper"),
+        help="pad (no networks) or paper (the bundled SVHN networks) (default: %(default)s)",
+    )
     de.set_defaults(func=_cmd_demo)
     return p
 

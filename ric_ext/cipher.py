@@ -122,8 +122,9 @@ class Cipher:
             image decrypts to the same bytes alone, in any order or batch size
             (:mod:`ric_ext.batching`). None: whole batches (not batch-invariant).
         step_impl: how NAE steps run (see :class:`~ric_ext.nae.NAEGenerator`).
-        scheme: ``"paper"`` (the learned encoder's share) or ``"pad"`` (a keyed one-time
-            pad on the image's share; see :mod:`ric_ext.schemes`). Stored in every ciphertext.
+        scheme: ``"pad"`` (a keyed one-time pad on the image's share, no networks; see
+            :mod:`ric_ext.schemes`) or ``"paper"`` (the learned encoder's share). Default: ``"paper"``
+            when a RIC ``model`` is given, ``"pad"`` when it is None. Stored in every ciphertext.
         pad_a: the ``"pad"`` scheme's share scale (its guard against the 8-bit rounding).
     """
 
@@ -136,9 +137,11 @@ class Cipher:
         batch_size: int = 256,
         micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
         step_impl: str = "auto",
-        scheme: str = "paper",
+        scheme: Optional[str] = None,
         pad_a: float = DEFAULT_A,
     ):
+        if scheme is None:  # a RIC model means its scheme; no model, the hardened default
+            scheme = "pad" if model is None else "paper"
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if scheme == "paper" and not isinstance(model, RIC):
@@ -181,6 +184,7 @@ class Cipher:
             scheme=self.scheme.name,
             pad_a=getattr(self.scheme, "a", DEFAULT_A),
         )
+        c.nae = self.nae  # key-independent; sharing it keeps captured CUDA graphs and compiled steps
         return c
 
     def header(self) -> dict:

@@ -37,7 +37,7 @@ def evaluate(
     wrong_key: bool = True,
     metric_mode: str = "ours",
     nonces: Optional[torch.Tensor] = None,
-    scheme: str = "paper",
+    scheme: Optional[str] = None,
     pad_a: float = DEFAULT_A,
 ) -> dict:
     """Run encrypt -> classify -> decrypt on (B, C, H, W) images in [0, 1]; returns metrics and tensors.

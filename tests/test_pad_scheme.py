@@ -57,8 +57,11 @@ def test_schemes_do_not_mix(padded, tiny_trained, svhn_classifier):
     other_a = Cipher(None, svhn_classifier, cipher.key, scheme="pad", pad_a=0.9)
     with pytest.raises(ModelMismatchError, match="pad_a"):
         other_a.decrypt(ct)
-    with pytest.raises(TypeError, match="needs a ric_ext RIC model|must be a ric_ext RIC module"):
-        Cipher(None, svhn_classifier, cipher.key)
+    with pytest.raises(TypeError, match="must be a ric_ext RIC module"):
+        Cipher(None, svhn_classifier, cipher.key, scheme="paper")
+    # the default follows the model: none means the pad scheme, a RIC model means the paper's
+    assert Cipher(None, svhn_classifier, cipher.key).scheme.name == "pad"
+    assert Cipher(tiny_trained, svhn_classifier, cipher.key).scheme.name == "paper"
     with pytest.raises(ValueError, match="scheme must be one of"):
         Cipher(None, svhn_classifier, cipher.key, scheme="xor")
     with pytest.raises(ValueError, match="pad scheme needs"):

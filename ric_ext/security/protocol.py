@@ -130,7 +130,7 @@ def run_protocol(
     micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
     names: Optional[dict] = None,
     log: Callable[[str], None] = lambda s: None,
-    scheme: str = "paper",
+    scheme: Optional[str] = None,
     pad_a: float = DEFAULT_A,
 ) -> dict:
     """Encrypt the protocol's images under a fresh key, run ``attacks`` and write the report to ``out``.
@@ -176,7 +176,7 @@ def run_protocol(
     )
     context = {
         **(names or {}),
-        "scheme": scheme,
+        "scheme": cipher.scheme.name,
         "key id": key.key_id + " (a fresh key)",
         "data": desc,
         "reference images": ref_desc,

@@ -251,7 +251,7 @@ def public_model_attacks(
     def acc(choice: torch.Tensor) -> float:
         # candidate rows index the pool, whose first M rows are the victims in order
         truth = (cands_k == rows[:, None]).float().argmax(1)
-        return float((choice == truth).float().mean())
+        return float((choice == truth).double().mean())  # exact: 15 of 100 is 0.15
 
     linkage = {f"inverter ({best}) nearest candidate": acc(_nearest(guesses[best][keep], cands_k, pool))}
     log("(e) two-tower matcher")
