@@ -81,6 +81,11 @@ def eager_cw(logits, labels, kappa=5.0):
     return torch.clamp_min(other.max(1).values - zy, -kappa)
 
 
+def eager_pad(x, k, a=0.98):
+    # what a user would write given the pad stream k (drawn separately, as torch.rand stands in here)
+    return torch.remainder(x * a + k, 1.0)
+
+
 def eager_adam(w, m, v, g, step=1, lr=0.01, b1=0.9, b2=0.999, eps=1e-8):
     m.lerp_(g, 1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -94,8 +99,8 @@ def run(device: str, shapes, min_time: float, compile_: bool) -> Dict[str, objec
     big = max(torch.Size(s).numel() for s in shapes)
     copy_bw = copy_bandwidth(device, big * 4 * 2, min_time)
     comp = (lambda f: torch.compile(f, dynamic=False)) if compile_ else (lambda f: None)
-    c_mask_train, c_mask_u8, c_unmask, c_cw, c_adam = map(
-        comp, (eager_mask_train, eager_mask_u8, eager_unmask_u8, eager_cw, eager_adam)
+    c_mask_train, c_mask_u8, c_unmask, c_cw, c_adam, c_pad = map(
+        comp, (eager_mask_train, eager_mask_u8, eager_unmask_u8, eager_cw, eager_adam, eager_pad)
     )
     key = bytes(range(32))
     for shape in shapes:
@@ -123,6 +128,14 @@ def run(device: str, shapes, min_time: float, compile_: bool) -> Dict[str, objec
                 lambda: ops.keyed_uniform(key, nonces, shape[1:]),
                 lambda: torch.rand(shape, device=device),
                 None,
+            ),
+            (
+                # native: keystream + pad fused; eager/compiled: torch.rand for the stream, then the pad
+                "keyed_pad",
+                numel * 8,
+                lambda: ops.keyed_pad(e, key, nonces),
+                lambda: eager_pad(e, torch.rand(shape, device=device)),
+                c_pad and (lambda: c_pad(e, torch.rand(shape, device=device))),
             ),
             (
                 "mask(train)",

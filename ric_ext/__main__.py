@@ -33,9 +33,17 @@ def _load_model(name: str, device: str):
 
 
 def _classifier(args: argparse.Namespace):
-    from .models.registry import load_classifier
+    """--classifier; when it is not given, decrypt finds the one its input files were made with
+    (by the fingerprint in their header) and the other commands use svhn."""
+    from .models.registry import find_classifier, load_classifier
 
-    return load_classifier(args.classifier, args.models).to(_device(args.device))
+    name = args.classifier
+    if name is None and args.command == "decrypt":
+        from .fileformat import peek_header
+        from .folders import image_files
+
+        name = find_classifier(str(peek_header(image_files(args.input)[0]).get("classifier")), args.models)
+    return load_classifier(name or "svhn", args.models).to(_device(args.device))
 
 
 def _nae(args: argparse.Namespace):
@@ -201,7 +209,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             out=args.out,
             batch_size=args.batch_size,
             micro_batch=args.micro_batch or None,
-            names={"model": args.model or "none (pad scheme)", "classifier": args.classifier},
+            names={"model": args.model or "none (pad scheme)", "classifier": args.classifier or "svhn"},
             log=lambda m: print(m, flush=True),
             **scheme,
         )
@@ -247,7 +255,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # -- the parser ------------------------------------------------------------------------------
 def _add_classifier_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--classifier", default="svhn", help=CLASSIFIER_HELP + " (default: %(default)s)")
+    p.add_argument(
+        "--classifier",
+        default=None,
+        help=CLASSIFIER_HELP + " (default: svhn; decrypt: the one its files were made with)",
+    )
     p.add_argument("--models", default=None, help=MODELS_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 

@@ -368,3 +368,38 @@ def test_pad_scheme_on_the_command_line(workspace):
         ok=False,
     )
     assert p.returncode == 2 and "'pad' scheme" in p.stderr
+
+
+def test_decrypt_finds_the_classifier_by_fingerprint(workspace):
+    # Faces-sized images under the pad scheme with the LFW classifier: decrypt needs only the key
+    # and the files, and a classifier nobody has gives an error that names the fingerprint.
+    d = workspace
+    (d / "faces").mkdir()
+    g = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(g.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(d / "faces" / f"f{i}.png")
+    _run("keygen", "--out", d / "faces_key.json")
+    key = ["--key", d / "faces_key.json", "--no-progress"]
+    _run(
+        "encrypt",
+        "--input",
+        d / "faces",
+        "--output",
+        d / "faces_enc",
+        "--classifier",
+        "lfw",
+        "--nae-lr",
+        "0.05",
+        "--nae-steps",
+        "20",
+        *key,
+    )
+    _run("decrypt", "--input", d / "faces_enc", "--output", d / "faces_dec", *key)
+    a = np.asarray(Image.open(d / "faces" / "f1.png")).astype(int)
+    b = np.asarray(Image.open(d / "faces_dec" / "f1.png")).astype(int)
+    assert np.abs(a - b).max() <= 3
+    # the same files with another classifier named on the command line: a mismatch, not a wrong image
+    p = _run(
+        "decrypt", "--input", d / "faces_enc", "--output", d / "faces_dec2", "--classifier", "svhn", *key, ok=False
+    )
+    assert p.returncode == 2 and "classifier differs" in p.stderr

@@ -72,6 +72,31 @@ def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
     return load_cifar_resnet(path, depth=20 if name.endswith("20") else 56)
 
 
+def find_classifier(fp: str, models: Optional[PathLike] = None) -> str:
+    """The name of the classifier whose weights have fingerprint ``fp`` (a ciphertext header's).
+
+    Looks at every classifier name that loads here: the bundled ones and those in the
+    models folder (``models``, else ``RIC_MODELS``). FileNotFoundError names the
+    fingerprint and every place looked when none matches.
+    """
+    from .classifiers import fingerprint
+
+    looked = []
+    for name in CLASSIFIERS:
+        try:
+            clf = load_classifier(name, models)
+        except (FileNotFoundError, ValueError):
+            continue
+        looked.append(name)
+        if fingerprint(clf) == fp:
+            return name
+    folder = models_dir(models)
+    raise FileNotFoundError(
+        f"no classifier with fingerprint {fp[:16]}... among {looked or 'none'} (bundled: {ASSETS}; models folder: "
+        f"{folder or 'none given'}); pass --classifier NAME and --models DIR"
+    )
+
+
 def save_ric(
     path: PathLike, model: RIC, *, extra: Optional[dict] = None, half: bool = False, overwrite: bool = True
 ) -> None:
