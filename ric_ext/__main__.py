@@ -46,6 +46,11 @@ def _classifier(args: argparse.Namespace):
     return load_classifier(name or "svhn", args.models).to(_device(args.device))
 
 
+def _size(args: argparse.Namespace, classifier) -> Optional[int]:
+    """--size, else the classifier's own input size (None: images are taken as they are)."""
+    return args.size if args.size is not None else getattr(classifier, "input_size", None)
+
+
 def _nae(args: argparse.Namespace):
     from .nae import NAEConfig
     from .options import from_options
@@ -160,7 +165,10 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _cmd_encrypt(args: argparse.Namespace) -> int:
     from .folders import encrypt_folder
 
-    n = encrypt_folder(_cipher(args), args.input, args.output, progress=not args.no_progress)
+    cipher = _cipher(args)
+    n = encrypt_folder(
+        cipher, args.input, args.output, progress=not args.no_progress, size=_size(args, cipher.classifier)
+    )
     print(f"encrypted {n} image(s) into {args.output}")
     return 0
 
@@ -181,9 +189,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
     clf = _classifier(args)
     dev = _device(args.device)
+    size = _size(args, clf)
     for f in image_files(args.input):
         with torch.no_grad():
-            label = int(clf(load_image(f).unsqueeze(0).to(dev)).argmax(1))
+            label = int(clf(load_image(f, size=size).unsqueeze(0).to(dev)).argmax(1))
         print(f"{f}\t{label}")
     return 0
 
@@ -370,6 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, fn, what in (("encrypt", _cmd_encrypt, "images"), ("decrypt", _cmd_decrypt, "ciphertext PNGs")):
         c = sub.add_parser(name, help=f"{name} a file or folder of {what}")
+        if name == "encrypt":
+            c.add_argument(
+                "--size",
+                type=int,
+                default=None,
+                help="centre-crop and resize every image to SIZE x SIZE first (default: the "
+                "classifier's input size, e.g. 32 for svhn, 64 for lfw; images of another "
+                "size are cropped and resized to it)",
+            )
         c.add_argument("--input", required=True, help=f"a file or a folder of {what} (searched recursively)")
         c.add_argument("--output", required=True, help="output folder (existing files are never overwritten)")
         _add_cipher_args(c)
@@ -377,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cl = sub.add_parser("classify", help="labels of the unmodified classifier for images or ciphertexts")
     cl.add_argument("--input", required=True, help="an image file or a folder of images")
+    cl.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="centre-crop and resize to SIZE x SIZE first (default: the classifier's input size)",
+    )
     _add_classifier_args(cl)
     cl.set_defaults(func=_cmd_classify)
 

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .checks import check_int
+
 PathLike = Union[str, "os.PathLike[str]"]
 SVHN_SPLITS = {"test": (0, 2000), "train": (2000, 10000), "paper": (1000, 1500)}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -155,10 +157,15 @@ class ImageFolder(Dataset):
         return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0, label
 
 
-def load_image(path: PathLike, channels: int = 3) -> torch.Tensor:
-    """One image file -> (C, H, W) float32 in [0, 1]."""
+def load_image(path: PathLike, channels: int = 3, size: Optional[int] = None) -> torch.Tensor:
+    """One image file (any mode: grey, RGB, RGBA, palette) -> (C, H, W) float32 in [0, 1].
+
+    ``size`` centre-crops to a square and resizes to size x size (bicubic), as the datasets do.
+    """
+    if size is not None:
+        check_int("size", size, 1)
     with open(path, "rb") as f:
-        arr = _decode(f.read(), None, channels)
+        arr = _decode(f.read(), size, channels)
     return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
 
 

@@ -8,7 +8,7 @@ paths are checked before any work starts (and again at each write).
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Iterator, List, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 
@@ -69,11 +69,16 @@ def _shape(item) -> tuple:
     return tuple(item.shape) if isinstance(item, torch.Tensor) else (tuple(item.pixels.shape), repr(item.header))
 
 
-def encrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bool = True) -> int:
-    """Encrypt an image file or folder into ciphertext PNGs (batched by image size); returns the number of files."""
+def encrypt_folder(
+    cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bool = True, size: Optional[int] = None
+) -> int:
+    """Encrypt an image file or folder into ciphertext PNGs (batched by image size); returns the number of files.
+
+    ``size`` centre-crops and resizes every image to size x size first (see :func:`ric_ext.data.load_image`).
+    """
     pairs = plan_outputs(inp, out)
     with _progress(len(pairs), "encrypt", progress) as bar:
-        for group in _groups(pairs, lambda f: load_image(f, cipher.channels), cipher.batch_size):
+        for group in _groups(pairs, lambda f: load_image(f, cipher.channels, size), cipher.batch_size):
             ct = cipher.encrypt(torch.stack([x for x, _ in group]))
             for i, (_, o) in enumerate(group):
                 write_png(o, ct[i], cipher.key)
