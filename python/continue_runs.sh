@@ -30,19 +30,19 @@ FACES2_MIN="${FACES2_MIN:-0}"
 # 1,000 steps (~0.2 before the LR fell), so a second run restarts the schedule (peak 1.5e-4, half the first's) from its best
 # weights (the bundled faces v4, byte-identical to checkpoints/faces64_w32/best.pt): a warm restart
 # with a fresh optimiser (docs/diaries/faces.md, "Faces model v4").
-FACES2_INIT="${FACES2_INIT:-ric_ext/assets/ric_faces64_v4.pt}"
+FACES2_INIT="${FACES2_INIT:-models/archive/ric_faces64_v4.pt}"
 # That restart held ~41.4 dB until its LR fell below ~7e-5 and gained +0.5 dB in its last 40%
 # (ending at 42.02 on validation, the bundled faces v5), so a third run restarts again from v5 with
 # a lower peak, 1e-4 (a guess: fewer steps spent at high LR; not compared with 1.5e-4).
 FACES3_MIN="${FACES3_MIN:-0}"
-FACES3_INIT="${FACES3_INIT:-ric_ext/assets/ric_faces64_v5.pt}"
+FACES3_INIT="${FACES3_INIT:-models/archive/ric_faces64_v5.pt}"
 # The second restart dipped only 0.33 dB, passed v5 by step 1,800 and then climbed at every
 # validation to 42.93 dB at its end (+0.91 over v5; the bundled faces v6), so a third one repeats
 # its recipe from v6 to learn whether restarts keep paying.
 FACES4_MIN="${FACES4_MIN:-0}"
 FACES4_INIT="${FACES4_INIT:-ric_ext/assets/ric_faces64_v6.pt}"
 if [ "$SVHN_MIN" != 0 ]; then
-  "$PY" -m ric_ext train --init ric_ext/assets/ric_svhn_w32.pt --decoder-z false --width 32 --batch-size 32 \
+  "$PY" -m ric_ext train --init models/archive/ric_svhn_w32.pt --decoder-z false --width 32 --batch-size 32 \
     --lr 3e-4 --schedule cosine --warmup 100 --steps 40000 --amp bf16 --ema 0.998 --val-every 250 --val-n 200 \
     --log-every 25 --ckpt-every 250 --grid-every 1000000 --ckpt-compact true --stop-after-min "$SVHN_MIN" \
     --out "$ROOT/svhn_w32" --no-progress ${EXTRA:-}

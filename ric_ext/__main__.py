@@ -39,10 +39,7 @@ def _classifier(args: argparse.Namespace):
 
     name = args.classifier
     if name is None and args.command == "decrypt":
-        from .fileformat import peek_header
-        from .folders import image_files
-
-        name = find_classifier(str(peek_header(image_files(args.input)[0]).get("classifier")), args.models)
+        name = find_classifier(str(_first_header(args).get("classifier")), args.models)
     return load_classifier(name or "svhn", args.models).to(_device(args.device))
 
 
@@ -64,15 +61,31 @@ def _scheme(args: argparse.Namespace) -> str:
     if args.scheme != "auto":
         scheme = args.scheme
     elif args.command == "decrypt":
-        from .fileformat import peek_header
-        from .folders import image_files
-
-        scheme = peek_header(image_files(args.input)[0]).get("scheme", "paper")
+        scheme = _first_header(args).get("scheme", "paper")
     else:
         scheme = "paper" if args.model else "pad"
     if scheme == "paper" and not args.model:
-        raise ValueError("the paper scheme needs --model (a weights file or a bundled name: svhn, faces, ...)")
+        if args.command == "decrypt":  # the header names the weights; find them among the known ones
+            from .models.registry import model_for_fingerprint
+
+            fp = str(_first_header(args).get("model"))
+            args.model = model_for_fingerprint(fp)
+            if args.model is None:
+                raise ValueError(
+                    f"these files were made with unknown RIC weights (fingerprint {fp[:16]}...): "
+                    "pass them with --model FILE"
+                )
+        else:
+            raise ValueError("the paper scheme needs --model (a weights file or a bundled name: svhn, faces, ...)")
     return scheme
+
+
+def _first_header(args: argparse.Namespace) -> dict:
+    """The (unauthenticated) header of the first input file: it only chooses settings."""
+    from .fileformat import peek_header
+    from .folders import image_files
+
+    return peek_header(image_files(args.input)[0])
 
 
 def _cipher(args: argparse.Namespace):

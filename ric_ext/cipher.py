@@ -315,7 +315,11 @@ class Cipher:
                 f"this ciphertext was made with the {made_with!r} scheme; this cipher uses {self.scheme.name!r}"
             )
         if made_with == "paper" and header.get("model") != fingerprint(self.model):
-            raise ModelMismatchError("the RIC weights differ from those the ciphertext was made with")
+            from .models.registry import model_for_fingerprint
+
+            name = model_for_fingerprint(str(header.get("model")))
+            hint = f": it was made with {name!r} (load_ric({name!r}), --model {name})" if name else ""
+            raise ModelMismatchError("the RIC weights differ from those the ciphertext was made with" + hint)
         if made_with == "pad" and header.get("pad_a") != self.scheme.a:
             raise ModelMismatchError(f"ciphertext pad_a {header.get('pad_a')} != this cipher's {self.scheme.a}")
         if header.get("classifier") != fingerprint(self.classifier):

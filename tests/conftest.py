@@ -48,6 +48,7 @@ def non_contiguous(t: torch.Tensor) -> torch.Tensor:
 SHARED = os.environ.get("RIC_SHARED") or os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 DATA = os.path.abspath(os.path.join(SHARED, "data"))
 MODELS = os.path.abspath(os.path.join(SHARED, "models"))
+ARCHIVE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "models", "archive"))
 needs_shared = pytest.mark.skipif(
     not os.path.isfile(os.path.join(DATA, "svhn_test10k.npz")), reason="needs the shared data folder (docs/data.md)"
 )
@@ -55,12 +56,15 @@ needs_shared = pytest.mark.skipif(
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_folders():
-    """RIC_DATA and RIC_MODELS point at the shared folders for the whole session (restored afterwards)."""
-    saved = {k: os.environ.get(k) for k in ("RIC_DATA", "RIC_MODELS")}
+    """RIC_DATA and RIC_MODELS point at the shared folders, RIC_ARCHIVE at the repository's archived
+    weights, for the whole session (restored afterwards)."""
+    saved = {k: os.environ.get(k) for k in ("RIC_DATA", "RIC_MODELS", "RIC_ARCHIVE")}
     if os.path.isdir(DATA):
         os.environ["RIC_DATA"] = DATA
     if os.path.isdir(MODELS):
         os.environ["RIC_MODELS"] = MODELS
+    # the superseded RIC weights live in the repository, not in the installed package
+    os.environ["RIC_ARCHIVE"] = ARCHIVE
     yield DATA, MODELS
     for k, v in saved.items():
         if v is None:

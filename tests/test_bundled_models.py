@@ -19,14 +19,45 @@ def test_load_ric_by_name():
         assert torch.equal(v, ref.state_dict()[k])
     with pytest.raises(ValueError, match="bundled models"):
         bundled_model_path("cats")
-    for old in ("svhn-v1", "svhn-v2", "svhn-v3"):  # earlier bundled models, kept for their old ciphertexts
+    for old in ("svhn-v1", "svhn-v2", "svhn-v3"):  # archived models, kept for their old ciphertexts
         assert load_ric(old).config() == m.config()
     with pytest.raises(
         CheckpointError,
-        match="bundled models: faces, faces-v1, faces-v2, faces-v3, faces-v4, faces-v5, "
-        "svhn, svhn-v1, svhn-v2, svhn-v3",
+        match="bundled models: faces, svhn; archived: faces-v1, faces-v2, faces-v3, faces-v4, faces-v5, "
+        "svhn-v1, svhn-v2, svhn-v3",
     ):
         load_ric("no-such-model.pt")
+
+
+def test_archived_models_are_checked_and_their_absence_explained(monkeypatch, tmp_path):
+    from ric_ext.models.classifiers import fingerprint
+    from ric_ext.models.registry import ARCHIVED_RIC, model_for_fingerprint
+
+    for name, a in ARCHIVED_RIC.items():  # the registry's fingerprints are those of the archived files
+        assert model_for_fingerprint(fingerprint(load_ric(name))) == name == model_for_fingerprint(a.fingerprint)
+    assert model_for_fingerprint(fingerprint(load_ric("svhn"))) == "svhn"
+    monkeypatch.setenv("RIC_ARCHIVE", str(tmp_path))
+    with pytest.raises(CheckpointError, match="models/archive/ric_svhn_w32_v2.pt in the ric_ext repository"):
+        load_ric("svhn-v2")
+    (tmp_path / "ric_svhn_w32_v2.pt").write_bytes(b"not the weights")
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        load_ric("svhn-v2")
+
+
+def test_the_installed_package_ships_only_the_current_models():
+    # The wheel carries the current RIC models, the two bundled classifiers and the demo's samples:
+    # at most 20 MB of weights (issue 19); superseded weights are in models/archive/.
+    files = sorted(os.listdir(ASSETS))
+    assert files == [
+        "PROVENANCE.md",
+        "lfw_identity.pt",
+        "ric_faces64_v6.pt",
+        "ric_svhn_w32_v4.pt",
+        "svhn_ccexam.pth",
+        "svhn_samples.npz",
+    ]
+    weights = sum(os.path.getsize(os.path.join(ASSETS, f)) for f in files if f.endswith((".pt", ".pth")))
+    assert weights <= 20 * 2**20
 
 
 def test_faces_model_by_name():
@@ -38,7 +69,7 @@ def test_faces_model_by_name():
         "faces-v3",
         "faces-v4",
         "faces-v5",
-    ):  # earlier faces models, kept for their old ciphertexts
+    ):  # archived faces models, kept for their old ciphertexts
         assert load_ric(old).config() == m.config()
 
 

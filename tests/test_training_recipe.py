@@ -431,8 +431,8 @@ def test_continue_runs_script_rehearsal(tmp_path):
     # faces model their previous run produced (v4: the first run's best weights, v5: r2's, v6: r3's)
     for name, lr, warmup, init in (
         ("faces64_w32", 3e-4, 50, "ric_ext/assets/ric_svhn_w32_v4.pt"),
-        ("faces64_w32_r2", 1.5e-4, 100, "ric_ext/assets/ric_faces64_v4.pt"),
-        ("faces64_w32_r3", 1e-4, 100, "ric_ext/assets/ric_faces64_v5.pt"),
+        ("faces64_w32_r2", 1.5e-4, 100, "models/archive/ric_faces64_v4.pt"),
+        ("faces64_w32_r3", 1e-4, 100, "models/archive/ric_faces64_v5.pt"),
         ("faces64_w32_r4", 1e-4, 100, "ric_ext/assets/ric_faces64_v6.pt"),
     ):
         cfg = json.load(open(tmp_path / name / "config.json"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import nn
@@ -24,20 +24,102 @@ CLASSIFIERS = {
     # yet: the faces-160 GPU recipe (python/train_gpu.sh faces160) trains it into its run folder
     "lfw160": "lfw_identity160.pt",
 }
-# RIC weights shipped in ric_ext/assets, by name (see PROVENANCE.md there).
-# "svhn" is the best SVHN model; earlier ones stay under their own names so that
-# ciphertexts made with them (the header pins the weights) still decrypt.
-BUNDLED_RIC = {
-    "svhn": "ric_svhn_w32_v4.pt",
-    "svhn-v3": "ric_svhn_w32_v3.pt",
-    "svhn-v2": "ric_svhn_w32_v2.pt",
-    "svhn-v1": "ric_svhn_w32.pt",
-    "faces": "ric_faces64_v6.pt",
-    "faces-v5": "ric_faces64_v5.pt",
-    "faces-v4": "ric_faces64_v4.pt",
-    "faces-v3": "ric_faces64_v3.pt",
-    "faces-v2": "ric_faces64_v2.pt",
-    "faces-v1": "ric_faces64.pt",
+# RIC weights shipped in ric_ext/assets, by name (ric_ext/assets/PROVENANCE.md): the current ones.
+BUNDLED_RIC = {"svhn": "ric_svhn_w32_v4.pt", "faces": "ric_faces64_v6.pt"}
+
+
+class Archived(NamedTuple):
+    file: str  #: its name in the repository's models/archive/
+    sha256: str  #: of the file, checked on load
+    fingerprint: str  #: of its weights (classifiers.fingerprint), as a ciphertext header records it
+
+
+# Superseded RIC weights: not in the wheel (issue 19), kept byte for byte in the repository's
+# models/archive/ because a ciphertext's header pins the exact weights it was made with.
+ARCHIVED_RIC = {
+    "svhn-v3": Archived(
+        "ric_svhn_w32_v3.pt",
+        "178e91fd88b5b6004bbdab4c974921fffdb13b480f1be23499b4fdfcbf3a5fed",
+        "0c5ec04df5e06a52216d96ac370e8ebbde3dff03d09b027b36b78174bc177db3",
+    ),
+    "svhn-v2": Archived(
+        "ric_svhn_w32_v2.pt",
+        "db750d74605a295a1b0c5277b0552c8b1545b51ae4b699631047135f2796fcb4",
+        "664d6eea95e3a2760c6b3c5fcba48f1852dbf01754f2af031d8e5b23b9860726",
+    ),
+    "svhn-v1": Archived(
+        "ric_svhn_w32.pt",
+        "662282ded959ef4df030d3a132666926caaff558e94d5d7cb9cd7f20bb5d21f2",
+        "ba4c0d809011ff97e07e636f989872e8c5801c3761660b8afad0a872d7ae3797",
+    ),
+    "faces-v5": Archived(
+        "ric_faces64_v5.pt",
+        "afa23c8685641d68e2e4e190ae48fc603cbf6ce8d8314101cf7a7ad3121cdd36",
+        "9220f85a6033e5157e5bf961716ec9f160d188707568f4b0fce61303203f0be1",
+    ),
+    "faces-v4": Archived(
+        "ric_faces64_v4.pt",
+        "2b609de75e4a3471a48061fe7e40bef6d1c54aefd358c8acd24b943d12a0192c",
+        "2c4240e2b138d3a71f2bf2dbd955de332203645ae78f7ce0e28b315baf128634",
+    ),
+    "faces-v3": Archived(
+        "ric_faces64_v3.pt",
+        "da12a0cfa3455baaacb05dea982770a36d065bff3e5f4726bb7b12d72fd01250",
+        "360fe92fb42d178c8e22cc4c1bd94613125749cab3d6b2f6a467c0bfd5a1d98c",
+    ),
+    "faces-v2": Archived(
+        "ric_faces64_v2.pt",
+        "93c732f8344f1233fb846feec73e7a14880431985e1087539305e2ea0fbc78ce",
+        "dea4ba0103bbb17d1c362c5d0d13f24fa615beeb86c2e67fad713ee343ac007b",
+    ),
+    "faces-v1": Archived(
+        "ric_faces64.pt",
+        "a7b8be9d40c5a858e6421d1415ccddf64a00612772fc1ec8eec2015eebbbb3d1",
+        "4430e74a0f5517b24d420eb540f7f2b0fe896d71e8563165399a684be5f243ff",
+    ),
+}
+# The repository's archive, when the package runs from a checkout (an installed wheel has none).
+REPO_ARCHIVE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models", "archive"
+)
+
+
+def archive_dir() -> Optional[str]:
+    """Where archived weights are looked for: RIC_ARCHIVE, else the checkout's models/archive (or None)."""
+    path = os.environ.get("RIC_ARCHIVE") or (REPO_ARCHIVE if os.path.isdir(REPO_ARCHIVE) else None)
+    return os.fspath(path) if path else None
+
+
+def archived_model_path(name: str) -> str:
+    """The checked file of an archived (superseded) RIC model; CheckpointError says how to get it."""
+    a = ARCHIVED_RIC[name]
+    folder = archive_dir()
+    path = os.path.join(folder, a.file) if folder else None
+    if path is None or not os.path.isfile(path):
+        raise CheckpointError(
+            f"{name!r} is a superseded model, not in the installed package: it is models/archive/{a.file} in the "
+            f"ric_ext repository (sha256 {a.sha256}); pass that file's path as the model or set RIC_ARCHIVE to "
+            f"its folder (looked in: {folder or 'no archive folder'})"
+        )
+    import hashlib
+
+    with open(path, "rb") as f:
+        if hashlib.sha256(f.read()).hexdigest() != a.sha256:
+            raise CheckpointError(f"{path} is not the archived {name!r}: its sha256 differs from {a.sha256}")
+    return path
+
+
+def model_for_fingerprint(fp: str) -> Optional[str]:
+    """The name of the bundled or archived model whose weights have fingerprint ``fp`` (or None)."""
+    for name, a in ARCHIVED_RIC.items():
+        if a.fingerprint == fp:
+            return name
+    return BUNDLED_FINGERPRINTS.get(fp)
+
+
+BUNDLED_FINGERPRINTS = {
+    "d10d5333b927af82460bf83e198ac804eef695d80927b9e740477422439951e5": "svhn",
+    "27e6ad77d305605628d805fa0841b33f06c0bd865d14128e23416eb6869ed3ad": "faces",
 }
 
 
@@ -110,13 +192,17 @@ def save_ric(
 
 
 def load_ric(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> RIC:
-    """Load RIC weights: a bundled model by name ('svhn', 'faces'; see ``BUNDLED_RIC``), or a
+    """Load RIC weights: a bundled model by name ('svhn', 'faces'; see ``BUNDLED_RIC``), an archived
+    one ('svhn-v1', ..., 'faces-v5'; ``ARCHIVED_RIC``, from the repository's models/archive/), or a
     file saved by :func:`save_ric` or a training checkpoint (read with weights_only)."""
     path = os.fspath(path)
     if path in BUNDLED_RIC and not os.path.exists(path):
         path = bundled_model_path(path)
+    elif path in ARCHIVED_RIC and not os.path.exists(path):
+        path = archived_model_path(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"model file not found: {path} (bundled models: {', '.join(sorted(BUNDLED_RIC))})")
+        names = ", ".join(sorted(BUNDLED_RIC)) + "; archived: " + ", ".join(sorted(ARCHIVED_RIC))
+        raise CheckpointError(f"model file not found: {path} (bundled models: {names})")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
