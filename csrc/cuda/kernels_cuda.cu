@@ -53,6 +53,18 @@ __global__ void keystream_bytes_kernel(const uint8_t* __restrict__ key, const ui
   }
 }
 
+// The 16 keyed uniforms of keystream block `counter` of one image (its 12-byte nonce):
+// what keyed_uniform and keyed_pad both draw, one block per thread.
+__device__ __forceinline__ void keyed_units16(const uint32_t k[8], const uint8_t* nonce, uint32_t counter,
+                                              float u[16]) {
+  uint32_t nn[3], w[16];
+#pragma unroll
+  for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonce + 4 * i);
+  chacha20_block(k, counter, nn, w);
+#pragma unroll
+  for (int i = 0; i < 16; ++i) u[i] = word_to_unit(w[i]);
+}
+
 // One thread per 64-byte keystream block = 16 output floats. With an aligned
 // row (n % 16 == 0 and a 16-byte aligned base) the stores are four float4s.
 __global__ void keyed_uniform_kernel(const uint8_t* __restrict__ key, const uint8_t* __restrict__ nonces,
@@ -64,16 +76,10 @@ __global__ void keyed_uniform_kernel(const uint8_t* __restrict__ key, const uint
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < batch * blocks;
        t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = t / blocks, j = t % blocks;
-    uint32_t nn[3], w[16];
-#pragma unroll
-    for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonces + 12 * b + 4 * i);
-    chacha20_block(k, counter + uint32_t(j), nn, w);
     float f[16];
+    keyed_units16(k, nonces + 12 * b, counter + uint32_t(j), f);
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const float u = word_to_unit(w[i]);
-      f[i] = tanh_space ? unit_to_tanh_space(u) : u;
-    }
+    for (int i = 0; i < 16; ++i) f[i] = tanh_space ? unit_to_tanh_space(f[i]) : f[i];
     float* dst = out + b * n + 16 * j;
     if (vec) {
       float4* d4 = reinterpret_cast<float4*>(dst);
@@ -96,15 +102,11 @@ __global__ void keyed_pad_kernel(const uint8_t* __restrict__ key, const uint8_t*
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < batch * blocks;
        t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = t / blocks, j = t % blocks;
-    uint32_t nn[3], w[16];
-#pragma unroll
-    for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonces + 12 * b + 4 * i);
-    chacha20_block(k, uint32_t(j), nn, w);
+    float u[16];
+    keyed_units16(k, nonces + 12 * b, uint32_t(j), u);
     const int64_t base = b * n + 16 * j, len = min(int64_t(16), n - 16 * j);
-    for (int64_t i = 0; i < len; ++i) {
-      const float u = word_to_unit(w[i]);
-      out[base + i] = inverse ? unpad_val(in[base + i], u, a, cut) : pad_val(in[base + i], u, a);
-    }
+    for (int64_t i = 0; i < len; ++i)
+      out[base + i] = inverse ? unpad_val(in[base + i], u[i], a, cut) : pad_val(in[base + i], u[i], a);
   }
 }
 
