@@ -1,6 +1,6 @@
 """Command line: ``python -m ric_ext <command>`` (also installed as ``ric-ext``).
 
-Commands: info, keygen, encrypt, decrypt, classify, train, evaluate, import-authors, demo.
+Commands: info, keygen, encrypt, decrypt, classify, train, evaluate, models, import-authors, demo.
 Each command parses its options and calls the library; settings come from their
 dataclasses (:mod:`ric_ext.options`), never from lists written here.
 """
@@ -12,7 +12,10 @@ import json
 import sys
 from typing import Optional, Sequence
 
-CLASSIFIER_HELP = "svhn | cifar10-resnet20 | cifar10-resnet56 | lfw (62 LFW identities, 64x64) | lfw160"
+CLASSIFIER_HELP = (
+    "svhn | cifar10-resnet20 | cifar10-resnet56 | lfw (62 LFW identities, 64x64) | lfw160 | a name from "
+    "`ric-ext models list` | a .pt2 / TorchScript file | package.module:function"
+)
 MODELS_HELP = "classifier folder (default: RIC_MODELS, else bundled classifiers only)"
 DEVICE_HELP = "cpu | cuda | cuda:N | auto (default: %(default)s)"
 
@@ -32,15 +35,32 @@ def _load_model(name: str, device: str):
     return load_ric(name).to(_device(device))
 
 
-def _classifier(args: argparse.Namespace):
-    """--classifier; when it is not given, decrypt finds the one its input files were made with
-    (by the fingerprint in their header) and the other commands use svhn."""
+def _classifier(args: argparse.Namespace, model=None):
+    """--classifier; when it is not given: decrypt's files name theirs by fingerprint, a RIC model
+    names the one it was trained against (:mod:`ric_ext.models.settings`), else svhn."""
+    from .models import settings
+    from .models.classifiers import fingerprint
     from .models.registry import find_classifier, load_classifier
 
     name = args.classifier
     if name is None and args.command == "decrypt":
         name = find_classifier(str(_first_header(args).get("classifier")), args.models)
+    carried = settings.of(model).get("classifier")
+    if name is None and carried:
+        name = carried["name"]
+        try:
+            clf = load_classifier(name, args.models)
+        except (FileNotFoundError, ValueError):  # moved or renamed: find it by its fingerprint
+            clf = None
+        if clf is None or (carried.get("fingerprint") and fingerprint(clf) != carried["fingerprint"]):
+            name = find_classifier(str(carried.get("fingerprint")), args.models)
     return load_classifier(name or "svhn", args.models).to(_device(args.device))
+
+
+def _carried_name(model) -> str:
+    from .models import settings
+
+    return (settings.of(model).get("classifier") or {}).get("name", "svhn")
 
 
 def _size(args: argparse.Namespace, classifier) -> Optional[int]:
@@ -48,11 +68,18 @@ def _size(args: argparse.Namespace, classifier) -> Optional[int]:
     return args.size if args.size is not None else getattr(classifier, "input_size", None)
 
 
-def _nae(args: argparse.Namespace):
-    from .nae import NAEConfig
-    from .options import from_options
+def _nae(args: argparse.Namespace, model=None, classifier=None):
+    """The NAE settings: the --nae-* options given, over those the model (else the classifier) carries."""
+    import dataclasses
 
-    return from_options(NAEConfig, args, prefix="nae")
+    from .models.settings import nae_defaults
+    from .nae import NAEConfig
+
+    base = nae_defaults(model, classifier) or NAEConfig().to_dict()
+    given = {
+        f.name: getattr(args, "nae_" + f.name) for f in dataclasses.fields(NAEConfig) if hasattr(args, "nae_" + f.name)
+    }
+    return NAEConfig.from_dict({**NAEConfig().to_dict(), **base, **given})
 
 
 def _scheme(args: argparse.Namespace) -> str:
@@ -71,9 +98,13 @@ def _scheme(args: argparse.Namespace) -> str:
             fp = str(_first_header(args).get("model"))
             args.model = model_for_fingerprint(fp)
             if args.model is None:
+                from .models import store
+                from .models.registry import archive_dir
+
                 raise ValueError(
-                    f"these files were made with unknown RIC weights (fingerprint {fp[:16]}...): "
-                    "pass them with --model FILE"
+                    f"these files were made with unknown RIC weights (fingerprint {fp[:16]}...): not among the "
+                    f"bundled models, the archive ({archive_dir() or 'none'}) or the model store "
+                    f"({store.store_dir()}); pass them with --model FILE or add them with `ric-ext models add FILE`"
                 )
         else:
             raise ValueError("the paper scheme needs --model (a weights file or a bundled name: svhn, faces, ...)")
@@ -93,24 +124,18 @@ def _cipher(args: argparse.Namespace):
     from .keys import Key
 
     scheme = _scheme(args)
-    if scheme == "pad":  # the pad scheme has no networks: --model is not loaded
-        return Cipher(
-            None,
-            _classifier(args),
-            Key.load(args.key),
-            _nae(args),
-            batch_size=args.batch_size,
-            micro_batch=args.micro_batch or None,
-            scheme="pad",
-            pad_a=args.pad_a,
-        )
+    # the pad scheme has no networks: --model is not loaded
+    model = None if scheme == "pad" else _load_model(args.model, args.device)
+    clf = _classifier(args, model)
     return Cipher(
-        _load_model(args.model, args.device),
-        _classifier(args),
+        model,
+        clf,
         Key.load(args.key),
-        _nae(args),
+        _nae(args, model, clf),
         batch_size=args.batch_size,
         micro_batch=args.micro_batch or None,
+        scheme=scheme,
+        pad_a=args.pad_a,
     )
 
 
@@ -211,9 +236,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    clf = _classifier(args)
     scheme = {"scheme": _scheme(args), "pad_a": args.pad_a}
     model = None if scheme["scheme"] == "pad" else _load_model(args.model, args.device)
+    clf = _classifier(args, model)
+    nae = _nae(args, model, clf)
     if args.attacks:
         from .options import from_options
         from .security.protocol import ProtocolSettings, parse_sections, run_protocol
@@ -221,7 +247,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         run_protocol(
             model,
             clf,
-            _nae(args),
+            nae,
             args.dataset,
             args.split,
             data=args.data,
@@ -231,7 +257,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             out=args.out,
             batch_size=args.batch_size,
             micro_batch=args.micro_batch or None,
-            names={"model": args.model or "none (pad scheme)", "classifier": args.classifier or "svhn"},
+            names={"model": args.model or "none (pad scheme)", "classifier": args.classifier or _carried_name(model)},
             log=lambda m: print(m, flush=True),
             **scheme,
         )
@@ -251,7 +277,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         clf,
         x,
         y,
-        nae=_nae(args),
+        nae=nae,
         batch_size=args.batch_size,
         micro_batch=args.micro_batch or None,
         metric_mode=args.metric_mode,
@@ -260,6 +286,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_table(res))
     write_report(res, args.out)
     print(f"report: {args.out}/report.md")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import store
+
+    if args.action == "add":
+        e = store.add(args.file, args.name)
+        print(f"{e['name']}: {e['kind']} {e['fingerprint'][:16]}... in {store.path_of(e)}")
+        return 0
+    items = store.entries()
+    if args.json:
+        print(json.dumps(items, indent=2))
+    elif not items:
+        print(f"the model store is empty ({store.store_dir()}); add a file with `ric-ext models add FILE`")
+    else:
+        print(f"model store: {store.store_dir()}")
+        for e in items:
+            print(f"{e['name']}\t{e['kind']}\t{e['fingerprint'][:16]}\t{e['file']}\t{e['added']}")
     return 0
 
 
@@ -287,6 +332,8 @@ def _add_classifier_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None:
+    import dataclasses
+
     from .batching import DEFAULT_MICRO_BATCH
     from .nae import NAEConfig
     from .ops.pad import DEFAULT_A
@@ -316,7 +363,8 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
         "faces-v1..); not needed by the pad scheme",
     )
     _add_classifier_args(p)
-    add_options(p, NAEConfig, prefix="nae")
+    unset = {f.name: argparse.SUPPRESS for f in dataclasses.fields(NAEConfig)}
+    add_options(p, NAEConfig, prefix="nae", defaults=unset, unset_note="the model's (or classifier's) own setting")
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
     p.add_argument(
         "--micro-batch",
@@ -365,15 +413,31 @@ def _add_evaluate(sub) -> None:
         help="paper: also the authors' metrics (PSNR of the unrounded reconstruction; SSIM with "
         "their uniform 11x11 window and scikit-image's default 7x7) (default: %(default)s)",
     )
+    from .security.attacks import SECTIONS
+
     ev.add_argument(
         "--attacks",
         default=None,
-        help="run the security evaluation instead: 'all' or a comma list of "
-        "inversion,keys,ciphertext_only,robustness,baselines (docs/security.md)",
+        help=f"run the security evaluation instead: 'all' or a comma list of {','.join(SECTIONS)} (docs/security.md)",
     )
     add_options(ev, ProtocolSettings)
     _add_cipher_args(ev, needs_key=False)
     ev.set_defaults(func=_cmd_evaluate)
+
+
+def _add_models(sub) -> None:
+    m = sub.add_parser(
+        "models",
+        help="the user's model store (RIC_HOME, default ~/.cache/ric_ext): RIC weights and classifier files, "
+        "found by name or by the fingerprints in a ciphertext's header",
+    )
+    actions = m.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="copy a RIC weights file or a .pt2 / TorchScript classifier into the store")
+    add.add_argument("file", help="the file (a classifier's FILE.json sidecar is copied with it)")
+    add.add_argument("--name", default=None, help="its name in the store (default: the file name without suffix)")
+    ls = actions.add_parser("list", help="list the stored models: name, kind, fingerprint, file, date added")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    m.set_defaults(func=_cmd_models)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.set_defaults(func=_cmd_classify)
 
     _add_evaluate(sub)
+    _add_models(sub)
 
     ia = sub.add_parser(
         "import-authors",

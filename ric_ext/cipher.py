@@ -31,6 +31,7 @@ from .errors import CiphertextFormatError, ModelMismatchError, WrongKeyError
 from .keys import Key
 from .models.classifiers import fingerprint
 from .models.networks import RIC
+from .models.settings import nae_defaults
 from .nae import NAEConfig, NAEGenerator, StopRule
 from .ops.pad import DEFAULT_A
 from .schemes import SCHEMES, PadScheme, PaperScheme
@@ -115,7 +116,8 @@ class Cipher:
         classifier: images in [0, 1] -> logits (e.g. from
             :func:`ric_ext.models.load_svhn_classifier`); never modified.
         key: the secret :class:`~ric_ext.keys.Key`.
-        nae: attack settings (stored in every ciphertext).
+        nae: attack settings (stored in every ciphertext). Default: those the model carries,
+            else those the classifier carries, else ``NAEConfig()`` (:mod:`ric_ext.models.settings`).
         batch_size: images per NAE/network batch.
         micro_batch: the networks run on chunks of exactly this many rows
             (stored in the header and used again by decryption), so that an
@@ -133,7 +135,7 @@ class Cipher:
         model: Optional[RIC],
         classifier: nn.Module,
         key: Key,
-        nae: NAEConfig = NAEConfig(),
+        nae: Optional[NAEConfig] = None,
         batch_size: int = 256,
         micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
         step_impl: str = "auto",
@@ -151,6 +153,9 @@ class Cipher:
         if not isinstance(key, Key):
             raise TypeError(f"key must be a ric_ext.keys.Key, got {type(key).__name__}")
         self.model = model.eval() if model is not None else None
+        if nae is None:
+            carried = nae_defaults(self.model, classifier)
+            nae = NAEConfig.from_dict(carried) if carried else NAEConfig()
         self.scheme = PaperScheme(self.model, micro_batch) if scheme == "paper" else PadScheme(a=pad_a)
         self.classifier = classifier.eval()
         self.key = key
@@ -158,6 +163,56 @@ class Cipher:
         self.micro_batch = check_micro_batch(micro_batch)
         self.nae = NAEGenerator(self.classifier, nae, step_impl=step_impl, micro_batch=micro_batch)
         self.batch_size = batch_size
+
+    @classmethod
+    def from_ciphertext(
+        cls,
+        ct: Union[Ciphertext, dict],
+        key: Key,
+        *,
+        models: Optional[str] = None,
+        device: Union[str, torch.device] = "cpu",
+        batch_size: int = 256,
+    ) -> Cipher:
+        """The cipher that decrypts ``ct`` (or a header): its scheme and settings from the header,
+        its classifier and RIC weights found by the header's fingerprints among the bundled,
+        archived and stored (``ric-ext models add``) models and the models folder ``models``
+        (default: RIC_MODELS). The error names the fingerprint and every place looked."""
+        from .errors import CheckpointError
+        from .models import store
+        from .models.registry import find_classifier, load_classifier, load_ric, model_for_fingerprint
+
+        header = ct.header if isinstance(ct, Ciphertext) else ct
+        if not isinstance(header, dict) or header.get("version") not in READABLE_VERSIONS:
+            raise CiphertextFormatError("not a ric_ext ciphertext header (or an unsupported format version)")
+        clf = load_classifier(find_classifier(str(header.get("classifier")), models), models)
+        scheme = header.get("scheme", "paper")
+        model = None
+        if scheme == "paper":
+            fp = str(header.get("model"))
+            name = model_for_fingerprint(fp)
+            if name is None:
+                raise CheckpointError(
+                    f"no RIC weights with fingerprint {fp[:16]}... among the bundled and archived models or the "
+                    f"model store ({store.store_dir()}); add the file with `ric-ext models add FILE`"
+                )
+            model = load_ric(name).to(device)
+        try:
+            nae = NAEConfig.from_dict(header["nae"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CiphertextFormatError(f"malformed NAE settings in the ciphertext header: {exc}") from None
+        cipher = cls(
+            model,
+            clf.to(device),
+            key,
+            nae,
+            batch_size,
+            micro_batch=header.get("micro_batch"),
+            scheme=scheme,
+            pad_a=float(header.get("pad_a", DEFAULT_A)),
+        )
+        cipher.check_header(header)
+        return cipher
 
     def __repr__(self) -> str:
         return f"Cipher(key={self.key!r}, scheme={self.scheme.name!r}, nae={self.nae.config}, lam={self.scheme.lam})"
@@ -168,8 +223,8 @@ class Cipher:
 
     @property
     def channels(self) -> int:
-        """Image channels this cipher takes: the model's, or 3 for the network-free ``"pad"`` scheme."""
-        return self.scheme.channels or 3
+        """Image channels this cipher takes: the model's, else the classifier's (``channels``), else 3."""
+        return self.scheme.channels or getattr(self.classifier, "channels", 3)
 
     def with_key(self, key: Key) -> Cipher:
         """The same cipher (model, classifier, scheme, settings) under another key."""

@@ -31,7 +31,7 @@ def evaluate(
     images: torch.Tensor,
     labels: Optional[torch.Tensor] = None,
     key: Optional[Key] = None,
-    nae: NAEConfig = NAEConfig(),
+    nae: Optional[NAEConfig] = None,
     batch_size: int = 256,
     micro_batch: Optional[int] = DEFAULT_MICRO_BATCH,
     wrong_key: bool = True,

@@ -51,11 +51,14 @@ def add_options(
     prefix: str = "",
     skip: Sequence[str] = (),
     defaults: Optional[dict] = None,
+    unset_note: Optional[str] = None,
 ) -> None:
     """Add ``--PREFIX-FIELD`` for every field of dataclass ``cls`` (dest ``PREFIX_FIELD``).
 
-    ``defaults`` overrides a field's default in the parser only (e.g. the CLI's None
-    for "the model's own setting").
+    ``defaults`` overrides a field's default in the parser only. ``argparse.SUPPRESS`` leaves
+    an option that was not given out of the namespace (the CLI then takes the model's own
+    setting); ``unset_note`` says so in the help: "the model's own setting" gives
+    "(default: the model's own setting, else 0.01)".
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -66,13 +69,18 @@ def add_options(
             raise TypeError(f"{cls.__name__}.{f.name} has no help text: declare it with ric_ext.options.opt")
         default = (defaults or {}).get(f.name, f.default)
         dest = _dest(prefix, f.name)
+        shown = "%(default)s"
+        if default is argparse.SUPPRESS and unset_note:
+            shown = f"{unset_note}, else {f.default}".replace("%", "%%")
+        elif default is argparse.SUPPRESS:
+            shown = str(f.default).replace("%", "%%")
         parser.add_argument(
             "--" + dest.replace("_", "-"),
             dest=dest,
             default=default,
             choices=meta.get("choices"),
             type=meta.get("parse") or _parser_for(hints[f.name]),
-            help=meta["help"].replace("%", "%%") + " (default: %(default)s)",
+            help=meta["help"].replace("%", "%%") + f" (default: {shown})",
         )
 
 

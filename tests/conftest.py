@@ -55,10 +55,12 @@ needs_shared = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shared_folders():
+def shared_folders(tmp_path_factory):
     """RIC_DATA and RIC_MODELS point at the shared folders, RIC_ARCHIVE at the repository's archived
-    weights, for the whole session (restored afterwards)."""
-    saved = {k: os.environ.get(k) for k in ("RIC_DATA", "RIC_MODELS", "RIC_ARCHIVE")}
+    weights, and RIC_HOME (the user's model store) at an empty temporary folder, for the whole
+    session (restored afterwards): no test reads or writes the user's ~/.cache/ric_ext."""
+    saved = {k: os.environ.get(k) for k in ("RIC_DATA", "RIC_MODELS", "RIC_ARCHIVE", "RIC_HOME")}
+    os.environ["RIC_HOME"] = str(tmp_path_factory.mktemp("ric_home"))
     if os.path.isdir(DATA):
         os.environ["RIC_DATA"] = DATA
     if os.path.isdir(MODELS):

@@ -45,12 +45,14 @@ def test_archived_models_are_checked_and_their_absence_explained(monkeypatch, tm
 
 
 def test_the_installed_package_ships_only_the_current_models():
-    # The wheel carries the current RIC models, the two bundled classifiers and the demo's samples:
+    # The wheel carries the current RIC models (and their settings), the two bundled classifiers and the
+    # demo's samples:
     # at most 20 MB of weights (issue 19); superseded weights are in models/archive/.
     files = sorted(os.listdir(ASSETS))
     assert files == [
         "PROVENANCE.md",
         "lfw_identity.pt",
+        "model_settings.json",
         "ric_faces64_v6.pt",
         "ric_svhn_w32_v4.pt",
         "svhn_ccexam.pth",
@@ -128,3 +130,16 @@ def test_lfw160_classifier_by_name(tmp_path):
         assert clf(torch.rand(2, 3, 160, 160)).shape == (2, 62)
     with pytest.raises(ValueError, match="takes 160x160 images"):
         clf(torch.rand(1, 3, 64, 64))
+
+
+def test_provenance_lists_every_shipped_file_with_its_sha256():
+    import hashlib
+    import re
+
+    with open(os.path.join(ASSETS, "PROVENANCE.md")) as f:
+        rows = dict(re.findall(r"^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$", f.read(), re.M))
+    shipped = sorted(f for f in os.listdir(ASSETS) if f != "PROVENANCE.md")
+    assert sorted(rows) == shipped
+    for name, sha in rows.items():
+        with open(os.path.join(ASSETS, name), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == sha, name

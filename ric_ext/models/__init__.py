@@ -1,5 +1,6 @@
 """Networks: the RIC feature extractor / encoder / decoder and the plaintext classifiers."""
 
+from .classifier_files import FileClassifier, load_classifier_file, save_classifier
 from .classifiers import (
     CifarResNet,
     LFWNet,
@@ -33,4 +34,7 @@ __all__ = [
     "load_ric",
     "save_ric",
     "bundled_model_path",
+    "FileClassifier",
+    "load_classifier_file",
+    "save_classifier",
 ]

@@ -26,6 +26,7 @@ class Normalized(nn.Module):
         super().__init__()
         self.net = net
         self.input_size = input_size
+        self.channels = len(mean)  # what Cipher and the CLI feed it
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 

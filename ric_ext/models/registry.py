@@ -110,11 +110,17 @@ def archived_model_path(name: str) -> str:
 
 
 def model_for_fingerprint(fp: str) -> Optional[str]:
-    """The name of the bundled or archived model whose weights have fingerprint ``fp`` (or None)."""
+    """The name of the bundled, archived or stored (``ric-ext models add``) model whose weights have
+    fingerprint ``fp`` (or None)."""
+    from . import store
+
     for name, a in ARCHIVED_RIC.items():
         if a.fingerprint == fp:
             return name
-    return BUNDLED_FINGERPRINTS.get(fp)
+    if fp in BUNDLED_FINGERPRINTS:
+        return BUNDLED_FINGERPRINTS[fp]
+    entry = store.find(fingerprint=fp, kind="ric")
+    return entry["name"] if entry else None
 
 
 BUNDLED_FINGERPRINTS = {
@@ -130,14 +136,35 @@ def models_dir(models: Optional[PathLike] = None) -> Optional[str]:
 
 
 def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
-    """A classifier (input [0, 1], eval mode) by name: 'svhn', 'cifar10-resnet20', 'cifar10-resnet56',
-    'lfw' (our 62-identity LFW classifier, 64x64 input), 'lfw160' (the same at 160x160).
+    """A classifier (input [0, 1], eval mode) by name or from a file.
 
-    The file is looked up in the models folder (``models``, else ``RIC_MODELS``);
-    'svhn' and 'lfw' fall back to the copies bundled in the package.
+    ``name`` is one of:
+
+    - a built-in name: 'svhn', 'cifar10-resnet20', 'cifar10-resnet56', 'lfw' (our
+      62-identity LFW classifier, 64x64 input), 'lfw160' (the same at 160x160), looked up
+      in the models folder (``models``, else ``RIC_MODELS``); 'svhn' and 'lfw' fall back to
+      the copies bundled in the package;
+    - the name of a classifier in the user's model store (``ric-ext models add``);
+    - a ``.pt2`` (torch.export) or TorchScript file, or ``package.module:function``
+      (:mod:`ric_ext.models.classifier_files`).
     """
+    from . import store
+    from .classifier_files import is_import_path, load_classifier_file, load_classifier_import
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"classifier must be a name, a file or module:function, got {name!r}")
     if name not in CLASSIFIERS:
-        raise ValueError(f"classifier must be one of {sorted(CLASSIFIERS)}, got {name!r}")
+        entry = store.find(name=name, kind="classifier")
+        if entry is not None:
+            return load_classifier_file(store.path_of(entry))
+        if os.path.isfile(name):
+            return load_classifier_file(name)
+        if is_import_path(name):
+            return load_classifier_import(name)
+        raise ValueError(
+            f"classifier must be one of {sorted(CLASSIFIERS)}, a classifier in the model store "
+            f"({store.store_dir()}), a .pt2 / TorchScript file or module:function; got {name!r}"
+        )
     folder = models_dir(models)
     tried = [os.path.join(folder, CLASSIFIERS[name])] if folder else []
     if os.path.isfile(os.path.join(ASSETS, CLASSIFIERS[name])):
@@ -147,20 +174,26 @@ def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
         hint = " (train it: python python/train_lfw_classifier.py --size 160 --out PATH)" if name == "lfw160" else ""
         where = f"not found at {tried[0]}" if tried else "not bundled, and no models folder was given"
         raise FileNotFoundError(f"classifier {name!r}: weights {where}; pass --models DIR or set RIC_MODELS{hint}")
+    from .classifiers import fingerprint
+    from .settings import attach, bundled_settings
+
     if name == "svhn":
-        return load_svhn_classifier(path)
-    if name in ("lfw", "lfw160"):
-        return load_lfw_classifier(path)
-    return load_cifar_resnet(path, depth=20 if name.endswith("20") else 56)
+        clf = load_svhn_classifier(path)
+    elif name in ("lfw", "lfw160"):
+        clf = load_lfw_classifier(path)
+    else:
+        clf = load_cifar_resnet(path, depth=20 if name.endswith("20") else 56)
+    return attach(clf, bundled_settings("classifier", fingerprint(clf)))
 
 
 def find_classifier(fp: str, models: Optional[PathLike] = None) -> str:
     """The name of the classifier whose weights have fingerprint ``fp`` (a ciphertext header's).
 
-    Looks at every classifier name that loads here: the bundled ones and those in the
-    models folder (``models``, else ``RIC_MODELS``). FileNotFoundError names the
-    fingerprint and every place looked when none matches.
+    Looks at every built-in classifier that loads here (bundled, or in the models folder:
+    ``models``, else ``RIC_MODELS``), then the user's model store. FileNotFoundError names
+    the fingerprint and every place looked when none matches.
     """
+    from . import store
     from .classifiers import fingerprint
 
     looked = []
@@ -172,37 +205,64 @@ def find_classifier(fp: str, models: Optional[PathLike] = None) -> str:
         looked.append(name)
         if fingerprint(clf) == fp:
             return name
+    entry = store.find(fingerprint=fp, kind="classifier")
+    if entry is not None:
+        return entry["name"]
     folder = models_dir(models)
     raise FileNotFoundError(
         f"no classifier with fingerprint {fp[:16]}... among {looked or 'none'} (bundled: {ASSETS}; models folder: "
-        f"{folder or 'none given'}); pass --classifier NAME and --models DIR"
+        f"{folder or 'none given'}; model store: {store.store_dir()}); pass --classifier NAME_OR_FILE, or add "
+        "the classifier with `ric-ext models add FILE`"
     )
 
 
 def save_ric(
-    path: PathLike, model: RIC, *, extra: Optional[dict] = None, half: bool = False, overwrite: bool = True
+    path: PathLike,
+    model: RIC,
+    *,
+    extra: Optional[dict] = None,
+    half: bool = False,
+    overwrite: bool = True,
+    settings: Optional[dict] = None,
 ) -> None:
-    """Save RIC weights + config atomically (``half`` stores float16 to halve the size)."""
+    """Save RIC weights + config atomically (``half`` stores float16 to halve the size).
+
+    ``settings`` (default: the model's ``ric_settings``): what the model carries for
+    ``Cipher`` and the CLI (:mod:`ric_ext.models.settings`).
+    """
+    from .settings import check_settings, of
+
     # contiguous: a model trained in channels-last layout saves the same file as any other
     sd = {
         k: (v.half() if half and v.is_floating_point() else v).cpu().contiguous() for k, v in model.state_dict().items()
     }
     blob = {"format": "ric-ext-model", "version": 1, "config": model.config(), "state_dict": sd, "extra": extra or {}}
+    carried = settings if settings is not None else of(model)
+    if carried:
+        blob["settings"] = check_settings(carried, f"save_ric({os.fspath(path)})")
     atomic_write(path, lambda tmp: torch.save(blob, tmp), overwrite=overwrite)
 
 
 def load_ric(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> RIC:
     """Load RIC weights: a bundled model by name ('svhn', 'faces'; see ``BUNDLED_RIC``), an archived
-    one ('svhn-v1', ..., 'faces-v5'; ``ARCHIVED_RIC``, from the repository's models/archive/), or a
-    file saved by :func:`save_ric` or a training checkpoint (read with weights_only)."""
+    one ('svhn-v1', ..., 'faces-v5'; ``ARCHIVED_RIC``, from the repository's models/archive/), one in
+    the user's model store by name (``ric-ext models add``), or a file saved by :func:`save_ric` or a
+    training checkpoint (read with weights_only)."""
+    from . import store
+
     path = os.fspath(path)
+    entry = None if os.path.exists(path) else store.find(name=path, kind="ric")
     if path in BUNDLED_RIC and not os.path.exists(path):
         path = bundled_model_path(path)
     elif path in ARCHIVED_RIC and not os.path.exists(path):
         path = archived_model_path(path)
+    elif entry is not None:
+        path = store.path_of(entry)
     if not os.path.isfile(path):
         names = ", ".join(sorted(BUNDLED_RIC)) + "; archived: " + ", ".join(sorted(ARCHIVED_RIC))
-        raise CheckpointError(f"model file not found: {path} (bundled models: {names})")
+        raise CheckpointError(
+            f"model file not found: {path} (bundled models: {names}; model store: {store.store_dir()})"
+        )
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
@@ -216,7 +276,15 @@ def load_ric(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> 
         model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit RIC{cfg}: {exc}") from None
-    return model.eval()
+    from .classifiers import fingerprint
+    from .settings import attach, bundled_settings, check_settings
+
+    carried = blob.get("settings")
+    try:
+        carried = check_settings(carried, path) if carried else bundled_settings("ric", fingerprint(model))
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    return attach(model.eval(), carried)
 
 
 BUNDLED_MODEL = BUNDLED_RIC["svhn"]

@@ -261,6 +261,7 @@ class Trainer:
             save_ric(
                 os.path.join(self.cfg.out, "best.pt"),
                 self.eval_model(),
+                settings=self.settings(),
                 extra={
                     "step": self.step,
                     "weights": "ema" if self.ema is not None else "raw",
@@ -270,6 +271,14 @@ class Trainer:
         with open(os.path.join(self.cfg.out, "validation.jsonl"), "a") as f:
             f.write(json.dumps(rec) + "\n")
         return rec
+
+    def settings(self) -> dict:
+        """What the trained model carries: classifier, input size, channels, NAE settings, scheme."""
+        from ..models.settings import training_settings
+
+        if getattr(self, "_settings", None) is None:  # the classifier's fingerprint, hashed once
+            self._settings = training_settings(self.cfg, self.classifier, self.shape)
+        return self._settings
 
     # -- checkpoints -----------------------------------------------------------
     def checkpoint(self) -> dict:
@@ -284,6 +293,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None,
             "compute_s": self.clock.spent_s,
             "best": self.best,
+            "settings": self.settings(),
         }
 
     def save_checkpoint(self, path: Optional[str] = None, compact: bool = False) -> None:
