@@ -1,6 +1,6 @@
 """Command line: ``python -m ric_ext <command>`` (also installed as ``ric-ext``).
 
-Commands: info, keygen, encrypt, decrypt, classify, train, evaluate, models, import-authors, demo.
+Commands: info, keygen, encrypt, decrypt, classify, serve, train, evaluate, models, import-authors, demo.
 Each command parses its options and calls the library; settings come from their
 dataclasses (:mod:`ric_ext.options`), never from lists written here.
 """
@@ -225,13 +225,39 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from .data import load_image
     from .folders import image_files
 
+    files = image_files(args.input)
+    if args.url:  # the cloud's classifier: only the pixels travel (ric_ext.serve)
+        from .serve import remote_classify
+
+        images = ((f, load_image(f, args.channels, args.size)) for f in files)
+        for f, label in remote_classify(images, args.url, args.remote_model, args.batch_size):
+            print(f"{f}\t{label}")
+        return 0
     clf = _classifier(args)
     dev = _device(args.device)
     size = _size(args, clf)
-    for f in image_files(args.input):
+    for f in files:
         with torch.no_grad():
-            label = int(clf(load_image(f, size=size).unsqueeze(0).to(dev)).argmax(1))
+            label = int(clf(load_image(f, getattr(clf, "channels", 3), size).unsqueeze(0).to(dev)).argmax(1))
         print(f"{f}\t{label}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import model_name_for, serve
+
+    clf = _classifier(args)
+    name = args.name or model_name_for(args.classifier)
+    print(f"serving classifier {name!r} (KServe v2 REST) on http://{args.host}:{args.port}", flush=True)
+    serve(
+        clf,
+        name=name,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_batch=args.max_batch,
+        device=str(_device(args.device)),
+    )
     return 0
 
 
@@ -479,7 +505,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="centre-crop and resize to SIZE x SIZE first (default: the classifier's input size)",
     )
     _add_classifier_args(cl)
+    cl.add_argument(
+        "--url",
+        default=None,
+        help="classify on a KServe v2 server (`ric-ext serve`, Triton, MLServer, ...) at http://HOST:PORT "
+        "instead of locally; only the pixels are sent",
+    )
+    cl.add_argument(
+        "--remote-model", default="svhn", help="with --url: the model's name on the server (default: %(default)s)"
+    )
+    cl.add_argument(
+        "--channels", type=int, default=3, choices=(1, 3), help="with --url: image channels (default: %(default)s)"
+    )
+    cl.add_argument("--batch-size", type=int, default=64, help="with --url: images per request (default: %(default)s)")
     cl.set_defaults(func=_cmd_classify)
+
+    sv = sub.add_parser(
+        "serve",
+        help="serve an unmodified classifier over the Open Inference Protocol (KServe v2 REST), as the cloud does",
+    )
+    _add_classifier_args(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    sv.add_argument(
+        "--name", default=None, help="the model's name on the server (default: the classifier's name or file stem)"
+    )
+    sv.add_argument(
+        "--max-body-mb", type=float, default=64, help="larger request bodies get 413 (default: %(default)s MiB)"
+    )
+    sv.add_argument("--max-batch", type=int, default=1024, help="images per request at most (default: %(default)s)")
+    sv.set_defaults(func=_cmd_serve)
 
     _add_evaluate(sub)
     _add_models(sub)
