@@ -204,18 +204,39 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     from .folders import encrypt_folder
 
     cipher = _cipher(args)
+    seed = None
+    if args.nonce_seed is not None:
+        try:
+            seed = bytes.fromhex(args.nonce_seed)
+        except ValueError:
+            seed = b""
+        if len(seed) != 32:
+            raise ValueError("--nonce-seed must be 64 hex digits (32 bytes)")
     n = encrypt_folder(
-        cipher, args.input, args.output, progress=not args.no_progress, size=_size(args, cipher.classifier)
+        cipher,
+        args.input,
+        args.output,
+        progress=not args.no_progress,
+        size=_size(args, cipher.classifier),
+        resume=args.resume,
+        nonce_seed=seed,
     )
-    print(f"encrypted {n} image(s) into {args.output}")
+    _report("encrypted", n, args.output)
     return 0
+
+
+def _report(what: str, n: int, out: str) -> None:
+    from .distributed import rank_and_world
+
+    if rank_and_world()[0] == 0:  # under torchrun, n counts every rank's files
+        print(f"{what} {n} image(s) into {out}")
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
     from .folders import decrypt_folder
 
-    n = decrypt_folder(_cipher(args), args.input, args.output, progress=not args.no_progress)
-    print(f"decrypted {n} image(s) into {args.output}")
+    n = decrypt_folder(_cipher(args), args.input, args.output, progress=not args.no_progress, resume=args.resume)
+    _report("decrypted", n, args.output)
     return 0
 
 
@@ -493,6 +514,19 @@ def build_parser() -> argparse.ArgumentParser:
             )
         c.add_argument("--input", required=True, help=f"a file or a folder of {what} (searched recursively)")
         c.add_argument("--output", required=True, help="output folder (existing files are never overwritten)")
+        c.add_argument(
+            "--resume",
+            action="store_true",
+            help="finish an interrupted job: outputs that exist are verified and kept, only missing ones are made",
+        )
+        if name == "encrypt":
+            c.add_argument(
+                "--nonce-seed",
+                default=None,
+                help="64 hex digits: derive the nonces from this seed instead of a fresh random one, for a "
+                "reproducible run (the image's bytes enter each nonce, so a repeated seed repeats a nonce only "
+                "for the same image at the same name)",
+            )
         _add_cipher_args(c)
         c.set_defaults(func=fn)
 

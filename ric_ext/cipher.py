@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -45,6 +45,12 @@ NONCE_RETRIES = 4
 def _random_nonces(n: int) -> torch.Tensor:
     """``n`` fresh 96-bit nonces from the OS's CSPRNG, (n, 12) uint8."""
     return torch.frombuffer(bytearray(os.urandom(12 * n)), dtype=torch.uint8).reshape(n, 12).clone()
+
+
+def _checked_nonces(nonces: torch.Tensor, n: int) -> torch.Tensor:
+    if not isinstance(nonces, torch.Tensor) or nonces.shape != (n, 12) or nonces.dtype != torch.uint8:
+        raise ValueError(f"nonce_source must return a ({n}, 12) uint8 tensor")
+    return nonces.cpu()
 
 
 READABLE_VERSIONS = (1, 2, 3)
@@ -285,7 +291,12 @@ class Cipher:
 
     @torch.no_grad()
     def encrypt(
-        self, images: torch.Tensor, nonces: Optional[torch.Tensor] = None, *, allow_nonce_reuse: bool = False
+        self,
+        images: torch.Tensor,
+        nonces: Optional[torch.Tensor] = None,
+        *,
+        allow_nonce_reuse: bool = False,
+        nonce_source: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None,
     ) -> Ciphertext:
         """Encrypt (B, C, H, W) images (float in [0, 1] or uint8).
 
@@ -299,6 +310,11 @@ class Cipher:
         whose nonces repeat is therefore refused with ValueError.
         ``allow_nonce_reuse=True`` exists only to measure that attack. Nonces
         given across separate calls are the caller's responsibility.
+
+        ``nonce_source(rows, attempt)`` (instead of ``nonces``) gives the (len(rows), 12)
+        uint8 nonces of those batch rows for attempt 0, 1, ...: folder jobs derive them
+        from a per-run seed so that any split of the job across processes makes the same
+        files (:func:`ric_ext.folders.derived_nonces`). Default: os.urandom.
 
         Under the ``"ciphertext"`` stop rule with fresh nonces, an image whose
         ciphertext still came out mislabelled (its attack hit the step bound) is
@@ -314,20 +330,25 @@ class Cipher:
                     "nonces repeat within the batch: reusing a nonce under one key gives images the same "
                     "mask, which an attacker can exploit (Cipher.encrypt's docstring); draw fresh nonces"
                 )
+        if nonces is not None and nonce_source is not None:
+            raise ValueError("give nonces or nonce_source, not both")
         fresh = nonces is None
         if fresh:
-            nonces = _random_nonces(B)
+            source = nonce_source or (lambda rows, attempt: _random_nonces(rows.numel()))
+            nonces = _checked_nonces(source(torch.arange(B), 0), B)
+            if B > 1 and torch.unique(nonces, dim=0).shape[0] != B:
+                raise ValueError("nonce_source gave repeated nonces within the batch")
         labels = self.predict(x)
         pix, n = self._encrypt_rows(x, nonces, labels)
         # An image whose attack hit the step bound before its ciphertext passed may be labelled
         # otherwise. With fresh nonces it is encrypted again under a new nonce (a new NAE), so the
         # cloud's label agrees; only the final nonce is ever seen. Caller-given nonces are kept.
-        for _ in range(NONCE_RETRIES if fresh and self.nae.config.stop == "ciphertext" else 0):
+        for attempt in range(1, 1 + (NONCE_RETRIES if fresh and self.nae.config.stop == "ciphertext" else 0)):
             bad = (self.predict(pix) != labels).nonzero().flatten()
             if bad.numel() == 0:
                 break
             nonces = nonces.clone()
-            nonces[bad] = _random_nonces(bad.numel())
+            nonces[bad] = _checked_nonces(source(bad, attempt), bad.numel())
             pix[bad], n[bad] = self._encrypt_rows(x[bad], nonces[bad], labels[bad])
         return Ciphertext(pix, nonces.cpu(), labels, self.header(), n)
 

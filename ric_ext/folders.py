@@ -7,6 +7,8 @@ paths are checked before any work starts (and again at each write).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -33,20 +35,42 @@ def image_files(path: PathLike) -> List[str]:
     return files
 
 
-def plan_outputs(inp: PathLike, out: PathLike) -> List[Tuple[str, str]]:
-    """(input, output) pairs; raises FileExistsError if any output exists already."""
+def plan_outputs(inp: PathLike, out: PathLike, *, resume: bool = False) -> List[Tuple[str, str]]:
+    """(input, output) pairs; raises FileExistsError if any output exists already (unless ``resume``)."""
     inp, out = os.fspath(inp), os.fspath(out)
     files = image_files(inp)
     base = inp if os.path.isdir(inp) else os.path.dirname(inp)
     outs = [os.path.join(out, os.path.splitext(os.path.relpath(f, base))[0] + ".png") for f in files]
     clash = [o for o in outs if os.path.exists(o)]
-    if clash:
+    if clash and not resume:
         raise FileExistsError(
-            f"refusing to overwrite {len(clash)} existing file(s), e.g. {clash[0]}; choose an empty output folder"
+            f"refusing to overwrite {len(clash)} existing file(s), e.g. {clash[0]}; choose an empty output folder, "
+            "or pass --resume to finish an interrupted job (what is there is verified, never overwritten)"
         )
     if len(set(outs)) != len(outs):
         raise ValueError("two inputs map to the same output name (e.g. a.png and a.jpg); rename one")
     return list(zip(files, outs))
+
+
+def derived_nonces(key, seed: bytes, names: List[str], images: torch.Tensor) -> Callable:
+    """A ``Cipher.encrypt`` nonce source: nonce = HMAC-SHA256(key.nonce_key, seed | name | image | attempt)[:12].
+
+    With a fresh 32-byte ``seed`` per run these are as unpredictable and unique as random
+    nonces, and every process of a split job computes the same ones. The image's bytes enter
+    too, so a seed given twice (``--nonce-seed``) repeats a nonce only for the same image
+    at the same name, where the ciphertext reveals nothing new.
+    """
+    digests = [hashlib.sha256(images[i].contiguous().numpy().tobytes()).digest() for i in range(len(names))]
+    tags = [hashlib.sha256(n.encode()).digest() for n in names]
+
+    def source(rows: torch.Tensor, attempt: int) -> torch.Tensor:
+        out = [
+            hmac.new(key.nonce_key, seed + tags[r] + digests[r] + attempt.to_bytes(4, "big"), "sha256").digest()[:12]
+            for r in rows.tolist()
+        ]
+        return torch.tensor([list(b) for b in out], dtype=torch.uint8).reshape(len(out), 12)
+
+    return source
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -55,13 +79,13 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled)
 
 
-def _groups(pairs: List[Tuple[str, str]], load: Callable, batch_size: int) -> Iterator[tuple]:
+def _groups(pairs: List[Tuple[str, str]], load: Callable, batch_size: int) -> Iterator[list]:
     """Chunks of up to ``batch_size`` files, loaded and grouped by image shape (so each group is one batch)."""
     for sl in batch_slices(len(pairs), batch_size):
         by_shape: Dict[tuple, list] = {}
         for f, o in pairs[sl]:
             item = load(f)
-            by_shape.setdefault(tuple(_shape(item)), []).append((item, o))
+            by_shape.setdefault(tuple(_shape(item)), []).append((item, f, o))
         yield from by_shape.values()
 
 
@@ -69,33 +93,108 @@ def _shape(item) -> tuple:
     return tuple(item.shape) if isinstance(item, torch.Tensor) else (tuple(item.pixels.shape), repr(item.header))
 
 
+def _my_share(pairs: List[Tuple[str, str]], resume: bool, verify: Callable) -> Tuple[List[Tuple[str, str]], int]:
+    """This rank's pairs still to do, and how many of its outputs already exist (verified)."""
+    from .distributed import rank_and_world
+
+    rank, world = rank_and_world()
+    mine = pairs[rank::world]  # round robin over the sorted files: the same split on every run
+    todo, done = [], 0
+    for f, o in mine:
+        if resume:
+            _remove_stale_temporaries(o)
+        if os.path.exists(o):
+            verify(f, o)
+            done += 1
+        else:
+            todo.append((f, o))
+    return todo, done
+
+
+def _remove_stale_temporaries(out: str) -> None:
+    """atomic_write's temporary files for ``out`` left by a killed job (never the user's files)."""
+    folder, name = os.path.split(out)
+    if os.path.isdir(folder):
+        for t in os.listdir(folder):
+            if t.startswith("." + name + ".") and t.endswith(".tmp"):
+                os.unlink(os.path.join(folder, t))
+
+
 def encrypt_folder(
-    cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bool = True, size: Optional[int] = None
+    cipher: Cipher,
+    inp: PathLike,
+    out: PathLike,
+    *,
+    progress: bool = True,
+    size: Optional[int] = None,
+    resume: bool = False,
+    nonce_seed: Optional[bytes] = None,
 ) -> int:
-    """Encrypt an image file or folder into ciphertext PNGs (batched by image size); returns the number of files.
+    """Encrypt an image file or folder into ciphertext PNGs (batched by image size); returns the number of files
+    this process wrote.
 
     ``size`` centre-crops and resizes every image to size x size first (see :func:`ric_ext.data.load_image`).
+    Under ``torchrun`` each rank encrypts every WORLD_SIZE-th file: the files are the same bytes as one
+    process makes with the same ``nonce_seed`` (default: 32 fresh random bytes, agreed by the ranks).
+    ``resume`` skips outputs that exist after checking each is a ciphertext of this cipher (same key
+    and settings) and of its input's shape; it never overwrites one.
     """
-    pairs = plan_outputs(inp, out)
-    with _progress(len(pairs), "encrypt", progress) as bar:
-        for group in _groups(pairs, lambda f: load_image(f, cipher.channels, size), cipher.batch_size):
-            ct = cipher.encrypt(torch.stack([x for x, _ in group]))
-            for i, (_, o) in enumerate(group):
-                write_png(o, ct[i], cipher.key)
-            bar.update(len(group))
-    return len(pairs)
+    from .distributed import agree, process_group, total
+
+    pairs = plan_outputs(inp, out, resume=resume)
+    header = cipher.header()
+
+    def verify(f: str, o: str) -> None:
+        ct = read_png(o, cipher.key)  # authenticates it under this key
+        if ct.header != header:
+            raise FileExistsError(f"{o} exists but was made with other settings; not resuming over it")
+        if tuple(ct.pixels.shape[1:]) != tuple(load_image(f, cipher.channels, size).shape):
+            raise FileExistsError(f"{o} exists but does not have the shape of {f}; not resuming over it")
+
+    with process_group() as (rank, _):
+        seed = agree(nonce_seed if nonce_seed is not None else os.urandom(32))
+        todo, _ = _my_share(pairs, resume, verify)
+        with _progress(len(todo), "encrypt", progress and rank == 0) as bar:
+            for group in _groups(todo, lambda f: load_image(f, cipher.channels, size), cipher.batch_size):
+                x = torch.stack([g[0] for g in group])
+                names = [os.path.relpath(o, os.fspath(out)) for _, _, o in group]
+                ct = cipher.encrypt(x, nonce_source=derived_nonces(cipher.key, seed, names, x))
+                for i, (_, _, o) in enumerate(group):
+                    write_png(o, ct[i], cipher.key)
+                bar.update(len(group))
+        return total(len(todo))
 
 
-def decrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bool = True) -> int:
-    """Decrypt a ciphertext PNG or folder of them into 8-bit PNG images; returns the number of files.
+def decrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bool = True, resume: bool = False) -> int:
+    """Decrypt a ciphertext PNG or folder of them into 8-bit PNG images; returns the number of files written.
 
-    Every file is authenticated before anything is decrypted from its batch.
+    Every file is authenticated before anything is decrypted from its batch. Under ``torchrun``
+    each rank decrypts every WORLD_SIZE-th file. ``resume`` skips outputs that exist after
+    checking each is an image of its ciphertext's shape; it never overwrites one.
     """
-    pairs = plan_outputs(inp, out)
-    with _progress(len(pairs), "decrypt", progress) as bar:
-        for group in _groups(pairs, lambda f: read_png(f, cipher.key), cipher.batch_size):
-            x_hat = cipher.decrypt(Ciphertext.cat([ct for ct, _ in group]))
-            for i, (_, o) in enumerate(group):
-                save_image(o, x_hat[i])
-            bar.update(len(group))
-    return len(pairs)
+    from PIL import Image
+
+    from .distributed import process_group, total
+
+    pairs = plan_outputs(inp, out, resume=resume)
+
+    def verify(f: str, o: str) -> None:
+        want = tuple(read_png(f, cipher.key).pixels.shape[1:])
+        try:
+            with Image.open(o) as img:
+                img.load()
+                got = (len(img.getbands()), img.height, img.width)
+        except Exception as exc:
+            raise FileExistsError(f"{o} exists but is not a readable image ({exc}); not resuming over it") from None
+        if got != want:
+            raise FileExistsError(f"{o} exists but is {got}, not {want} like {f}; not resuming over it")
+
+    with process_group() as (rank, _):
+        todo, _ = _my_share(pairs, resume, verify)
+        with _progress(len(todo), "decrypt", progress and rank == 0) as bar:
+            for group in _groups(todo, lambda f: read_png(f, cipher.key), cipher.batch_size):
+                x_hat = cipher.decrypt(Ciphertext.cat([g[0] for g in group]))
+                for i, (_, _, o) in enumerate(group):
+                    save_image(o, x_hat[i])
+                bar.update(len(group))
+        return total(len(todo))

@@ -93,6 +93,11 @@ class Key:
         return hkdf_sha256(self._secret, b"ric-ext v1 mac")
 
     @property
+    def nonce_key(self) -> bytes:
+        """Derives nonces for folder jobs (``ric_ext.folders.derived_nonces``)."""
+        return hkdf_sha256(self._secret, b"ric-ext v1 nonce")
+
+    @property
     def key_id(self) -> str:
         """A public 16-hex-digit identifier (reveals nothing about the key)."""
         return hkdf_sha256(self._secret, b"ric-ext v1 key id", 8).hex()
