@@ -28,3 +28,7 @@ class ModelMismatchError(RicError):
 
 class CheckpointError(RicError, ValueError):
     """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+class RemoteError(RicError):
+    """A classification server could not be reached, or refused the request (its message is kept)."""

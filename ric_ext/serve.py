@@ -214,6 +214,9 @@ def remote_classify(
     from urllib.parse import urlparse
 
     import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    from .errors import RemoteError
 
     parsed = urlparse(url if "://" in url else "http://" + url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -236,7 +239,14 @@ def remote_classify(
                     arr, dtype = x.float().numpy(), "FP32"
                 inp = httpclient.InferInput(INPUT_NAME, list(arr.shape), dtype)
                 inp.set_data_from_numpy(arr, binary_data=True)
-                res = client.infer(model, [inp], outputs=[httpclient.InferRequestedOutput("label", binary_data=True)])
+                try:
+                    res = client.infer(
+                        model, [inp], outputs=[httpclient.InferRequestedOutput("label", binary_data=True)]
+                    )
+                except InferenceServerException as exc:  # the server answered with an error
+                    raise RemoteError(f"the server at {url} refused the request: {exc.message()}") from None
+                except OSError as exc:  # refused, unreachable, reset
+                    raise RemoteError(f"cannot reach a classification server at {url}: {exc}") from None
                 for (n, _), label in zip(chunk, res.as_numpy("label").tolist()):
                     out[n] = int(label)
     finally:

@@ -445,3 +445,24 @@ def test_encrypt_any_image_size_and_mode(workspace):
     )
     with Image.open(d / "odd_enc24" / "a.png") as im:
         assert im.size == (24, 24)
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from ric_ext.__main__ import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, path + [name])
+            elif not isinstance(action, argparse._HelpAction):
+                yield path, action
+
+    seen = 0
+    for path, action in walk(build_parser(), []):
+        what = " ".join(path) + " " + (action.option_strings or [action.dest])[0]
+        assert action.help and action.help is not argparse.SUPPRESS and len(action.help) > 8, what
+        seen += 1
+    assert seen > 100  # every command's options, not just a few

@@ -95,6 +95,17 @@ def test_encrypt_remote_classify_decrypt(server, tmp_path, svhn_images, monkeypa
     _run("decrypt", "--key", key, "--input", tmp_path / "ct", "--output", tmp_path / "back", "--no-progress")
     assert len(os.listdir(tmp_path / "back")) == 6
 
+    # the client's errors are messages, not tracebacks
+    for args, message in (
+        (("--url", server, "--remote-model", "nope"), "refused the request"),
+        (("--url", "http://127.0.0.1:9"), "cannot reach a classification server"),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-m", "ric_ext", "classify", "--input", str(tmp_path / "ct"), *args],
+            capture_output=True, text=True, env=dict(os.environ, RIC_MODELS=MODELS),
+        )  # fmt: skip
+        assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
     # what the server receives: one UINT8 tensor of ciphertext pixels, nothing else
     import tritonclient.http as httpclient
 
