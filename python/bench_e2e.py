@@ -11,6 +11,7 @@ Paths (any subset, in one run so that ratios compare like with like):
                once the NAE's own margin has reached G (default kappa; "none": from the start)
                (ciphertext:1:2 is NAEConfig's default).
   pad:RULE     the same rule under the pad scheme (no networks), e.g. pad:ciphertext:1:2.
+  RULE@B       a ric_ext path at micro-batch B instead of --micro-batch, e.g. ciphertext:1:2@8.
 
     python python/bench_e2e.py --dataset svhn --n 500                 # SVHN paper subset, ccexam CNN, 100 steps
     python python/bench_e2e.py --dataset cifar10 --n 64               # CIFAR-10 test, ResNet-56, 150 steps
@@ -210,12 +211,14 @@ def main() -> None:
     )
     paths = {}
     for name in args.paths.split(","):
-        cfg = parse_path(name, s["steps"], s["kappa"], s["lr"])
-        scheme = "pad" if name.startswith("pad:") else "paper"
+        rule, _, mb = name.partition("@")
+        cfg = parse_path(rule, s["steps"], s["kappa"], s["lr"])
+        scheme = "pad" if rule.startswith("pad:") else "paper"
+        micro = int(mb) if mb else args.micro_batch
         path = (
             EagerPath(model, clf, key, cfg, args.batch_size)
             if name == "eager"
-            else LibPath(model, clf, key, cfg, args.batch_size, args.micro_batch or None, scheme)
+            else LibPath(model, clf, key, cfg, args.batch_size, micro or None, scheme)
         )
         path.decrypt(path.encrypt(x[:4]))  # warm-up: library init, oneDNN primitives, CUDA graphs
         paths[name] = path

@@ -168,6 +168,16 @@ def test_candidate_sets_share_the_label_and_hold_the_victim_once():
     assert (candidate_sets(pool_labels[7:], pool_labels[7:], 2, torch.Generator()) == -1).all()
 
 
+def test_share_statistics_histograms_match_histc():
+    g = torch.Generator().manual_seed(5)
+    # 8-bit levels, including exactly 0 and 1 (the last bin is closed, as in torch.histc)
+    c = torch.randint(0, 256, (5, 3, 7, 9), generator=g).float() / 255
+    c[0, 0, 0, :3] = torch.tensor([0.0, 1.0, 0.5])
+    got = share_statistics(c, bins=16)[:, :].reshape(5, 3, 20)[..., :16] * (7 * 9)
+    want = torch.stack([torch.stack([torch.histc(c[b, ch], 16, 0, 1) for ch in range(3)]) for b in range(5)])
+    assert torch.equal(got.round(), want)  # counts: exact integers after undoing the normalisation
+
+
 def test_share_statistics_see_brightness_and_contrast():
     flat, wide = torch.full((1, 3, 8, 8), 0.5), torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     f, w = share_statistics(flat), share_statistics(wide)

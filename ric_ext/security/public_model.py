@@ -154,10 +154,12 @@ def two_tower_choice(
 
 
 def share_statistics(c: torch.Tensor, bins: int = 16) -> torch.Tensor:
-    """Per channel: a ``bins``-bin histogram of the values, and their mean, std, skew and kurtosis."""
+    """Per channel: a ``bins``-bin histogram of the values (in [0, 1]), and their mean, std, skew and kurtosis."""
     B, C = c.shape[:2]
     v = c.reshape(B, C, -1)
-    hist = torch.stack([torch.stack([torch.histc(v[b, ch], bins, 0, 1) for ch in range(C)]) for b in range(B)])
+    # torch.histc's binning over [0, 1] (a value of exactly 1 in the last bin), for all rows at once
+    idx = (v * bins).long().clamp_(0, bins - 1)
+    hist = torch.zeros(B, C, bins, dtype=v.dtype, device=v.device).scatter_add_(2, idx, torch.ones_like(v))
     hist = hist / v.shape[-1]
     mu, sd = v.mean(-1, keepdim=True), v.std(-1, keepdim=True).clamp_min(1e-6)
     z = (v - mu) / sd
