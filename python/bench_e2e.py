@@ -11,7 +11,8 @@ Paths (any subset, in one run so that ratios compare like with like):
                once the NAE's own margin has reached G (default kappa; "none": from the start)
                (ciphertext:1:2 is NAEConfig's default).
   pad:RULE     the same rule under the pad scheme (no networks), e.g. pad:ciphertext:1:2.
-  RULE@B       a ric_ext path at micro-batch B instead of --micro-batch, e.g. ciphertext:1:2@8.
+  RULE@B       a ric_ext path at micro-batch B instead of --micro-batch, e.g. ciphertext:1:2@8;
+  RULE%LR      ... at NAE lr LR instead of the data set's, e.g. pad:ciphertext:1:2:2@8%0.02.
 
     python python/bench_e2e.py --dataset svhn --n 500                 # SVHN paper subset, ccexam CNN, 100 steps
     python python/bench_e2e.py --dataset cifar10 --n 64               # CIFAR-10 test, ResNet-56, 150 steps
@@ -211,8 +212,9 @@ def main() -> None:
     )
     paths = {}
     for name in args.paths.split(","):
-        rule, _, mb = name.partition("@")
-        cfg = parse_path(rule, s["steps"], s["kappa"], s["lr"])
+        name_lr, _, lr = name.partition("%")
+        rule, _, mb = name_lr.partition("@")
+        cfg = parse_path(rule, s["steps"], s["kappa"], float(lr) if lr else s["lr"])
         scheme = "pad" if rule.startswith("pad:") else "paper"
         micro = int(mb) if mb else args.micro_batch
         path = (

@@ -65,7 +65,11 @@ def _carried_name(model) -> str:
 
 def _size(args: argparse.Namespace, classifier) -> Optional[int]:
     """--size, else the classifier's own input size (None: images are taken as they are)."""
-    return args.size if args.size is not None else getattr(classifier, "input_size", None)
+    if args.size is not None:
+        from .checks import check_int
+
+        return check_int("--size", args.size, 1)
+    return getattr(classifier, "input_size", None)
 
 
 def _nae(args: argparse.Namespace, model=None, classifier=None):

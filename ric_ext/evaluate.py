@@ -77,7 +77,7 @@ def evaluate(
         "cipher_psnr": float(metrics.psnr(c, images).mean()),
         "cipher_ssim": float(metrics.ssim(c, images).mean()) if min(images.shape[-2:]) >= 11 else float("nan"),
         "wrong_key_psnr": float(metrics.psnr(x_wrong, images).mean()) if wrong else float("nan"),
-        "nae": nae.to_dict(),
+        "nae": cipher.nae.config.to_dict(),
         "nae_steps_mean": float(ct.steps.float().mean()) if len(ct) else float("nan"),
         "nae_steps_max": int(ct.steps.max()) if len(ct) else 0,
     }

@@ -70,9 +70,15 @@ def peek_header(path: PathLike) -> dict:
 
     try:
         with Image.open(os.fspath(path)) as img:
-            return dict(json.loads(dict(getattr(img, "text", {}) or {})[HEADER_CHUNK]))
+            text = dict(getattr(img, "text", {}) or {})
     except Exception as exc:
-        raise CiphertextFormatError(f"{path} has no readable ric_ext header: {exc}") from None
+        raise CiphertextFormatError(f"{path} is not a readable image: {exc}") from None
+    if HEADER_CHUNK not in text:
+        raise CiphertextFormatError(f"{path} is not a ric_ext ciphertext (it has no ric_ext header)")
+    try:
+        return dict(json.loads(text[HEADER_CHUNK]))
+    except (ValueError, TypeError) as exc:
+        raise CiphertextFormatError(f"{path} has a malformed ric_ext header: {exc}") from None
 
 
 def read_png(path: PathLike, key: Key) -> Ciphertext:
