@@ -269,3 +269,26 @@ def test_from_ciphertext_names_what_is_missing(tmp_path, tiny_trained, svhn_clas
         Cipher.from_ciphertext(ct, key)
     pad = Cipher(None, svhn_classifier, key).encrypt(svhn_images[0][:2])
     assert torch.equal(Cipher.from_ciphertext(pad, key).decrypt(pad), Cipher(None, svhn_classifier, key).decrypt(pad))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_ciphertexts_decrypt_with_the_key_alone(tmp_path, monkeypatch, version):
+    # Formats 1 and 2 name their classifier and RIC weights by fingerprint only: decrypt finds the
+    # bundled ones by themselves, and the format-1 fixture's own tiny model once it is in the store.
+    import shutil
+
+    folder = os.path.join(os.path.dirname(__file__), "data", f"format_v{version}")
+    monkeypatch.setenv("RIC_HOME", str(tmp_path / "home"))
+    key = tmp_path / "key.json"
+    shutil.copy(os.path.join(folder, "key.json"), key)
+    os.chmod(key, 0o600)
+    if version == 1:
+        p = _run("decrypt", "--key", key, "--input", folder, "--output", tmp_path / "none", ok=False)
+        assert p.returncode == 2 and "models add" in p.stderr
+        _run("models", "add", os.path.join(folder, "tiny_ric.pt"))
+    _run("decrypt", "--key", key, "--input", folder, "--output", tmp_path / "out", "--no-progress")
+    expected = np.load(os.path.join(folder, "expected.npz"))["decrypted"]
+    got = np.stack(
+        [np.asarray(Image.open(tmp_path / "out" / f"c{i}.png")).transpose(2, 0, 1) for i in range(len(expected))]
+    )
+    assert np.array_equal(got, expected)
