@@ -252,9 +252,11 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
     files = image_files(args.input)
     if args.url:  # the cloud's classifier: only the pixels travel (ric_ext.serve)
-        from .serve import remote_classify
+        from .serve import remote_classify, remote_input
 
-        images = ((f, load_image(f, args.channels, args.size)) for f in files)
+        channels, size = remote_input(args.url, args.remote_model)  # what the server's model takes
+        size = args.size if args.size is not None else size
+        images = ((f, load_image(f, channels, size)) for f in files)
         for f, label in remote_classify(images, args.url, args.remote_model, args.batch_size):
             print(f"{f}\t{label}")
         return 0
@@ -540,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=int,
         default=None,
-        help="centre-crop and resize to SIZE x SIZE first (default: the classifier's input size)",
+        help="centre-crop and resize to SIZE x SIZE first (default: the classifier's input size; with --url, "
+        "the size the server's model states)",
     )
     _add_classifier_args(cl)
     cl.add_argument(
@@ -551,9 +554,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cl.add_argument(
         "--remote-model", default="svhn", help="with --url: the model's name on the server (default: %(default)s)"
-    )
-    cl.add_argument(
-        "--channels", type=int, default=3, choices=(1, 3), help="with --url: image channels (default: %(default)s)"
     )
     cl.add_argument("--batch-size", type=int, default=64, help="with --url: images per request (default: %(default)s)")
     cl.set_defaults(func=_cmd_classify)

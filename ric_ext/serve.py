@@ -63,17 +63,15 @@ def make_model(classifier: nn.Module, name: str, *, max_batch: int = DEFAULT_MAX
             super().__init__(name)
             self.ready = True
 
-        def metadata(self) -> dict:
+        def get_input_types(self) -> List[dict]:  # the v2 model metadata (GET /v2/models/NAME)
             hw = [size, size] if size else [-1, -1]
-            return {
-                "name": name,
-                "platform": "pytorch",
-                "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, channels, *hw]}],
-                "outputs": [
-                    {"name": "label", "datatype": "INT64", "shape": [-1]},
-                    {"name": "logits", "datatype": "FP32", "shape": [-1, -1]},
-                ],
-            }
+            return [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, channels, *hw]}]
+
+        def get_output_types(self) -> List[dict]:
+            return [
+                {"name": "label", "datatype": "INT64", "shape": [-1]},
+                {"name": "logits", "datatype": "FP32", "shape": [-1, -1]},
+            ]
 
         async def predict(self, payload, headers: Optional[Dict[str, str]] = None, response_headers=None):
             if not isinstance(payload, InferRequest):
@@ -203,6 +201,41 @@ def serve(
 
 
 # -- the owner's client ----------------------------------------------------------------------
+def _client(url: str):
+    """A Triton v2 HTTP client for ``url`` (http://HOST:PORT) and the exceptions to translate."""
+    from urllib.parse import urlparse
+
+    import tritonclient.http as httpclient
+
+    parsed = urlparse(url if "://" in url else "http://" + url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"url must be http://HOST:PORT, got {url!r}")
+    return httpclient.InferenceServerClient(url=parsed.netloc, ssl=parsed.scheme == "https")
+
+
+def remote_input(url: str, model: str) -> Tuple[int, Optional[int]]:
+    """(channels, size) of the images the server's ``model`` takes, from its v2 metadata
+    (size None when the server does not fix it)."""
+    from tritonclient.utils import InferenceServerException
+
+    from .errors import RemoteError
+
+    client = _client(url)
+    try:
+        meta = client.get_model_metadata(model)
+    except InferenceServerException as exc:
+        raise RemoteError(f"the server at {url} refused the request: {exc.message()}") from None
+    except OSError as exc:
+        raise RemoteError(f"cannot reach a classification server at {url}: {exc}") from None
+    finally:
+        client.close()
+    try:
+        _, c, h, w = (int(v) for v in meta["inputs"][0]["shape"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise RemoteError(f"model {model!r} at {url} does not describe a (B, C, H, W) image input") from None
+    return c, (h if h > 0 and h == w else None)
+
+
 def remote_classify(
     images: Iterable[Tuple[str, torch.Tensor]], url: str, model: str = "classifier", batch_size: int = 64
 ) -> List[Tuple[str, int]]:
@@ -211,17 +244,12 @@ def remote_classify(
     Images whose pixels are whole 8-bit levels (ciphertexts always are) travel as UINT8,
     others as FP32; images of one shape go together in requests of up to ``batch_size``.
     """
-    from urllib.parse import urlparse
-
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
     from .errors import RemoteError
 
-    parsed = urlparse(url if "://" in url else "http://" + url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"url must be http://HOST:PORT, got {url!r}")
-    client = httpclient.InferenceServerClient(url=parsed.netloc, ssl=parsed.scheme == "https")
+    client = _client(url)
     items = list(images)
     out: Dict[str, int] = {}
     by_shape: Dict[tuple, list] = {}

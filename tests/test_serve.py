@@ -95,6 +95,14 @@ def test_encrypt_remote_classify_decrypt(server, tmp_path, svhn_images, monkeypa
     _run("decrypt", "--key", key, "--input", tmp_path / "ct", "--output", tmp_path / "back", "--no-progress")
     assert len(os.listdir(tmp_path / "back")) == 6
 
+    # an odd-sized photo is cropped and resized to the size the server's model states (its v2 metadata)
+    photo = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    (tmp_path / "photo").mkdir()
+    Image.fromarray(photo).save(tmp_path / "photo" / "p.jpg")
+    assert _run("classify", "--url", server, "--remote-model", "svhn", "--input", tmp_path / "photo") == _run(
+        "classify", "--input", tmp_path / "photo"
+    )
+
     # the client's errors are messages, not tracebacks
     for args, message in (
         (("--url", server, "--remote-model", "nope"), "refused the request"),
