@@ -144,6 +144,7 @@ def test_bundled_models_carry_their_settings():
     fs = model_settings.of(faces)
     assert fs["classifier"] == {"name": "lfw", "fingerprint": fingerprint(load_classifier("lfw"))}
     assert (fs["input_size"], fs["channels"], fs["scheme"], fs["nae"]["lr"]) == (64, 3, "paper", 0.05)
+    assert fs["nae"]["check_margin"] == 2.0
     ss = model_settings.of(svhn)
     assert ss["classifier"]["fingerprint"] == fingerprint(load_classifier("svhn"))
     assert (ss["input_size"], ss["nae"]) == (32, NAEConfig().to_dict())
@@ -154,7 +155,8 @@ def test_cipher_uses_the_carried_nae_settings_unless_given():
     faces, lfw = load_ric("faces"), load_classifier("lfw")
     assert Cipher(faces, lfw, Key.generate()).nae.config.lr == 0.05
     assert Cipher(faces, lfw, Key.generate(), NAEConfig(lr=0.02)).nae.config.lr == 0.02
-    assert Cipher(None, lfw, Key.generate()).nae.config.lr == 0.05  # the lfw classifier's own (pad numbers)
+    pad = Cipher(None, lfw, Key.generate()).nae.config  # the lfw classifier's own (docs/security.md)
+    assert (pad.lr, pad.check_margin) == (0.02, 2.0)
     assert Cipher(None, load_classifier("svhn"), Key.generate()).nae.config == NAEConfig()
 
 
