@@ -118,6 +118,11 @@ class NAEConfig:
         "extra_margin), 'kappa', or 'none' (check from the start)",
         parse=parse_check_margin,
     )
+    decorrelate: float = opt(
+        0.0,
+        "subtract this times the mean of each pixel's left and right neighbours from the attack's gradient "
+        "(0: off), so the NAE drifts from white noise along less row-smooth directions (docs/security.md)",
+    )
     margin: str = opt(
         "masked",
         "C&W margin: masked (docs/scheme.md: the competitor is the best other logit) or authors (their code: "
@@ -142,6 +147,8 @@ class NAEConfig:
         if not self.ct_margin >= 0:
             raise ValueError(f"NAE ct_margin must be >= 0, got {self.ct_margin}")
         check_int("NAE check_every", self.check_every, 1)
+        if not 0.0 <= self.decorrelate <= 1.0:
+            raise ValueError(f"NAE decorrelate must be in [0, 1], got {self.decorrelate}")
         if isinstance(self.check_margin, str) and self.check_margin != "kappa":
             raise ValueError(f"NAE check_margin must be a number, 'kappa' or None, got {self.check_margin!r}")
         if self.gate is not None and not self.gate <= self.kappa + self.extra_margin:
@@ -166,6 +173,8 @@ class NAEConfig:
         d = asdict(self)
         if d["margin"] == "masked":  # the default is implied, so headers written before the option stay valid
             del d["margin"]
+        if d["decorrelate"] == 0.0:  # likewise
+            del d["decorrelate"]
         return d
 
     @classmethod
@@ -179,6 +188,7 @@ class NAEConfig:
             early_stop=bool(d["early_stop"]),
         )
         base["margin"] = str(d.get("margin", "masked"))
+        base["decorrelate"] = float(d.get("decorrelate", 0.0))
         if "stop" not in d:
             return cls(stop="fixed", **base)
         cm = d.get("check_margin")
@@ -190,6 +200,17 @@ class NAEConfig:
             check_margin=cm if cm is None or isinstance(cm, str) else float(cm),
             **base,
         )
+
+
+def decorrelate_rows(grad: torch.Tensor, beta: float) -> torch.Tensor:
+    """``grad - beta * (left + right neighbour) / 2`` along each row (zeros past the edges).
+
+    A row-smooth gradient gives a NAE correlated along rows, and the ciphertext inherits it
+    (docs/security.md). Taking out part of each pixel's neighbourhood mean keeps the update's
+    fine detail; per image and deterministic, so replay reproduces it bit for bit.
+    """
+    p = torch.nn.functional.pad(grad, (1, 1, 0, 0))
+    return (grad - (0.5 * beta) * (p[..., :-2] + p[..., 2:])).contiguous()
 
 
 class NAEResult(NamedTuple):
@@ -455,6 +476,8 @@ class NAEGenerator:
                     if idx.numel() == 0:
                         break
                 cw, grad = step(z, y)  # cw: the C&W margin term (before the factor c)
+                if cfg.decorrelate:
+                    grad = decorrelate_rows(grad, cfg.decorrelate)
                 if target is None and cfg.stop == "margin":
                     done = cw <= -cfg.attack_kappa  # margin >= kappa + extra_margin
                 elif target is None and cfg.stop == "ciphertext" and cfg.gate is not None and t % cfg.check_every == 0:

@@ -218,3 +218,34 @@ def test_margin_by_hand():
     assert torch.equal(cw, torch.maximum(-ops.margin(logits, labels), torch.tensor(-0.5)))
     with pytest.raises(ValueError):
         ops.margin(logits, labels[:2])
+
+
+def test_decorrelate_rows_known_answer():
+    from ric_ext.nae import decorrelate_rows
+
+    g = torch.tensor([[[[1.0, 2.0, 4.0], [0.0, 8.0, 0.0]]]])
+    # each pixel minus beta times the mean of its left and right neighbours (0 past the edges)
+    want = torch.tensor([[[[1 - 0.5 * 1.0, 2 - 0.5 * 2.5, 4 - 0.5 * 1.0], [0 - 0.5 * 4, 8.0, 0 - 0.5 * 4]]]])
+    assert torch.equal(decorrelate_rows(g, 0.5), want)
+
+
+def test_decorrelated_nae_replays_exactly_and_is_recorded(svhn_classifier, svhn_images):
+    from ric_ext import Cipher, Key
+
+    cfg = NAEConfig(decorrelate=0.5, check_margin=2.0)
+    assert NAEConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["decorrelate"] == 0.5
+    assert "decorrelate" not in NAEConfig().to_dict()  # headers without it mean 0: old files unchanged
+    with pytest.raises(ValueError, match="decorrelate"):
+        NAEConfig(decorrelate=1.5)
+    x, _ = svhn_images
+    cipher = Cipher(None, svhn_classifier, Key.generate(), cfg, batch_size=8)
+    ct = cipher.encrypt(x[:6])
+    assert ct.header["nae"]["decorrelate"] == 0.5
+    assert torch.equal(cipher.classify(ct), ct.labels)
+    z = cipher.regenerate(ct)
+    # another batch composition replays the same NAEs bit for bit
+    assert torch.equal(torch.cat([cipher.regenerate(ct[i]) for i in range(6)]), z)
+    plain = Cipher(None, svhn_classifier, cipher.key, NAEConfig(check_margin=2.0), batch_size=8)
+    ct0 = ct[:]
+    ct0.header = dict(ct.header, nae=plain.nae.config.to_dict())
+    assert not torch.equal(plain.regenerate(ct0), z)  # the filter changes the attack

@@ -156,7 +156,7 @@ def test_cipher_uses_the_carried_nae_settings_unless_given():
     assert Cipher(faces, lfw, Key.generate()).nae.config.lr == 0.05
     assert Cipher(faces, lfw, Key.generate(), NAEConfig(lr=0.02)).nae.config.lr == 0.02
     pad = Cipher(None, lfw, Key.generate()).nae.config  # the lfw classifier's own (docs/security.md)
-    assert (pad.lr, pad.check_margin) == (0.02, 2.0)
+    assert (pad.lr, pad.check_margin, pad.decorrelate) == (0.05, 2.0, 0.5)
     assert Cipher(None, load_classifier("svhn"), Key.generate()).nae.config == NAEConfig()
 
 
