@@ -10,7 +10,8 @@ Paths (any subset, in one run so that ratios compare like with like):
   ciphertext:M:K[:G]  ric_ext adaptive, stop when the ciphertext's margin reaches M, checked every K steps
                once the NAE's own margin has reached G (default kappa; "none": from the start)
                (ciphertext:1:2 is NAEConfig's default).
-  pad:RULE     the same rule under the pad scheme (no networks), e.g. pad:ciphertext:1:2.
+  own          ric_ext with the settings the model (pad: the classifier) carries (Cipher's default).
+  pad:RULE     the same rule under the pad scheme (no networks), e.g. pad:ciphertext:1:2, pad:own.
   RULE@B       a ric_ext path at micro-batch B instead of --micro-batch, e.g. ciphertext:1:2@8;
   RULE%LR      ... at NAE lr LR instead of the data set's, e.g. pad:ciphertext:1:2:2@8%0.02.
 
@@ -32,6 +33,7 @@ import json
 import platform
 import statistics
 import time
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -153,8 +155,10 @@ class LibPath:
         return ct.steps
 
 
-def parse_path(name: str, steps: int, kappa: float, lr: float) -> NAEConfig:
+def parse_path(name: str, steps: int, kappa: float, lr: float) -> Optional[NAEConfig]:
     kind, *args = name.removeprefix("pad:").split(":")
+    if kind == "own":
+        return None
     base = dict(steps=steps, kappa=kappa, lr=lr)
     if kind in ("eager", "fixed"):
         return NAEConfig(stop="fixed", **base)
