@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ric_ext.batching import pad_rows, run_chunked
-from ric_ext.models import bundled_model_path, load_classifier, load_ric
+from ric_ext.models import load_classifier, load_ric
 from ric_ext.models.registry import ASSETS
 
 
@@ -26,13 +26,15 @@ def test_pad_rows_and_chunking_mechanics():
 
 
 @pytest.mark.parametrize("micro_batch", [4, 8, 16])
-def test_bundled_networks_are_row_independent_in_fixed_chunks(micro_batch):
+@pytest.mark.parametrize("pair", [("svhn", "svhn", 32), ("faces", "lfw", 64)])
+def test_bundled_networks_are_row_independent_in_fixed_chunks(micro_batch, pair):
     # What decryption relies on: with the chunk shape fixed, a row's output is the same bits whatever
     # its companions and position. (Without chunking, batches of 1 and 3 round differently on this CPU.)
-    model, clf = load_ric(bundled_model_path()), load_classifier("svhn", ASSETS)
+    model, clf = load_ric(pair[0]), load_classifier(pair[1], ASSETS)
+    size = pair[2]
     g = torch.Generator().manual_seed(0)
-    z = torch.rand(21, 3, 32, 32, generator=g)
-    c8 = torch.randint(0, 256, (21, 3, 32, 32), dtype=torch.uint8, generator=g)
+    z = torch.rand(21, 3, size, size, generator=g)
+    c8 = torch.randint(0, 256, (21, 3, size, size), dtype=torch.uint8, generator=g)
 
     def both(zz, cc):
         zz = zz.clone().requires_grad_(True)
