@@ -22,7 +22,7 @@ from .checks import check_int
 
 Tensors = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
 #: The networks' micro-batch unless a caller says otherwise (stored in every ciphertext header).
-DEFAULT_MICRO_BATCH = 32
+DEFAULT_MICRO_BATCH = 8
 
 
 def check_micro_batch(micro_batch: Optional[int]) -> Optional[int]:

@@ -147,7 +147,7 @@ def test_bundled_models_carry_their_settings():
     assert fs["nae"]["check_margin"] == 2.0
     ss = model_settings.of(svhn)
     assert ss["classifier"]["fingerprint"] == fingerprint(load_classifier("svhn"))
-    assert (ss["input_size"], ss["nae"]) == (32, NAEConfig().to_dict())
+    assert (ss["input_size"], ss["nae"]) == (32, NAEConfig(check_margin=2.0).to_dict())
     assert all(e["from"] for e in model_settings._bundled()["ric"].values())  # each says where it came from
 
 
@@ -157,7 +157,10 @@ def test_cipher_uses_the_carried_nae_settings_unless_given():
     assert Cipher(faces, lfw, Key.generate(), NAEConfig(lr=0.02)).nae.config.lr == 0.02
     pad = Cipher(None, lfw, Key.generate()).nae.config  # the lfw classifier's own (docs/security.md)
     assert (pad.lr, pad.check_margin, pad.decorrelate) == (0.05, 2.0, 0.5)
-    assert Cipher(None, load_classifier("svhn"), Key.generate()).nae.config == NAEConfig()
+    assert Cipher(None, load_classifier("svhn"), Key.generate()).nae.config == NAEConfig(check_margin=2.0)
+    mine = load_classifier("svhn")
+    del mine.ric_settings  # a classifier that carries nothing gets NAEConfig's defaults
+    assert Cipher(None, mine, Key.generate()).nae.config == NAEConfig()
 
 
 def test_save_ric_keeps_settings(tmp_path, tiny_trained):
