@@ -240,6 +240,13 @@ def test_exported_classifier_train_encrypt_decrypt(tmp_path, monkeypatch, svhn_p
     assert "my-svhn\tclassifier" in listed and "my-ric\tric" in listed
     _run("decrypt", "--key", key, "--input", tmp_path / "ct", "--output", tmp_path / "pt", "--no-progress")
     assert sorted(os.listdir(tmp_path / "pt")) == ["0.png", "1.png", "2.png"]
+    # encrypt and evaluate take the file directly too (the pad scheme: no RIC model at all)
+    _run("encrypt", "--classifier", svhn_pt2, "--key", key, "--input", tmp_path / "in", "--output",
+         tmp_path / "pad", "--no-progress")  # fmt: skip
+    assert peek_header(tmp_path / "pad" / "0.png")["classifier"] == fingerprint(clf)
+    out = _run("evaluate", "--classifier", svhn_pt2, "--dataset", "svhn", "--n", 4, "--out", tmp_path / "ev").stdout
+    assert "agreement" in out.lower() and (tmp_path / "ev" / "report.md").exists()
+
     # and from Python: the cipher a ciphertext needs, from its header alone
     c2 = Cipher.from_ciphertext(ct, cipher.key)
     assert torch.equal(c2.decrypt(ct), cipher.decrypt(ct))
