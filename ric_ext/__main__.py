@@ -47,13 +47,13 @@ def _classifier(args: argparse.Namespace, model=None):
         name = find_classifier(str(_first_header(args).get("classifier")), args.models)
     carried = settings.of(model).get("classifier")
     if name is None and carried:
-        name = carried["name"]
         try:
-            clf = load_classifier(name, args.models)
+            clf = load_classifier(carried["name"], args.models)
         except (FileNotFoundError, ValueError):  # moved or renamed: find it by its fingerprint
             clf = None
-        if clf is None or (carried.get("fingerprint") and fingerprint(clf) != carried["fingerprint"]):
-            name = find_classifier(str(carried.get("fingerprint")), args.models)
+        if clf is not None and carried.get("fingerprint") in (None, fingerprint(clf)):
+            return clf.to(_device(args.device))
+        name = find_classifier(str(carried.get("fingerprint")), args.models)
     return load_classifier(name or "svhn", args.models).to(_device(args.device))
 
 

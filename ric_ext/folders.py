@@ -62,10 +62,11 @@ def derived_nonces(key, seed: bytes, names: List[str], images: torch.Tensor) -> 
     """
     digests = [hashlib.sha256(images[i].contiguous().numpy().tobytes()).digest() for i in range(len(names))]
     tags = [hashlib.sha256(n.encode()).digest() for n in names]
+    nonce_key = key.nonce_key  # an HKDF derivation: once per batch, not per nonce
 
     def source(rows: torch.Tensor, attempt: int) -> torch.Tensor:
         out = [
-            hmac.new(key.nonce_key, seed + tags[r] + digests[r] + attempt.to_bytes(4, "big"), "sha256").digest()[:12]
+            hmac.new(nonce_key, seed + tags[r] + digests[r] + attempt.to_bytes(4, "big"), "sha256").digest()[:12]
             for r in rows.tolist()
         ]
         return torch.tensor([list(b) for b in out], dtype=torch.uint8).reshape(len(out), 12)
@@ -93,22 +94,21 @@ def _shape(item) -> tuple:
     return tuple(item.shape) if isinstance(item, torch.Tensor) else (tuple(item.pixels.shape), repr(item.header))
 
 
-def _my_share(pairs: List[Tuple[str, str]], resume: bool, verify: Callable) -> Tuple[List[Tuple[str, str]], int]:
-    """This rank's pairs still to do, and how many of its outputs already exist (verified)."""
+def _my_share(pairs: List[Tuple[str, str]], resume: bool, verify: Callable) -> List[Tuple[str, str]]:
+    """This rank's pairs still to do; its outputs that exist already are verified (``resume``)."""
     from .distributed import rank_and_world
 
     rank, world = rank_and_world()
     mine = pairs[rank::world]  # round robin over the sorted files: the same split on every run
-    todo, done = [], 0
+    todo = []
     for f, o in mine:
         if resume:
             _remove_stale_temporaries(o)
         if os.path.exists(o):
             verify(f, o)
-            done += 1
         else:
             todo.append((f, o))
-    return todo, done
+    return todo
 
 
 def _remove_stale_temporaries(out: str) -> None:
@@ -153,7 +153,7 @@ def encrypt_folder(
 
     with process_group() as (rank, _):
         seed = agree(nonce_seed if nonce_seed is not None else os.urandom(32))
-        todo, _ = _my_share(pairs, resume, verify)
+        todo = _my_share(pairs, resume, verify)
         with _progress(len(todo), "encrypt", progress and rank == 0) as bar:
             for group in _groups(todo, lambda f: load_image(f, cipher.channels, size), cipher.batch_size):
                 x = torch.stack([g[0] for g in group])
@@ -190,7 +190,7 @@ def decrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bo
             raise FileExistsError(f"{o} exists but is {got}, not {want} like {f}; not resuming over it")
 
     with process_group() as (rank, _):
-        todo, _ = _my_share(pairs, resume, verify)
+        todo = _my_share(pairs, resume, verify)
         with _progress(len(todo), "decrypt", progress and rank == 0) as bar:
             for group in _groups(todo, lambda f: read_png(f, cipher.key), cipher.batch_size):
                 x_hat = cipher.decrypt(Ciphertext.cat([g[0] for g in group]))

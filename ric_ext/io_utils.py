@@ -39,6 +39,17 @@ def atomic_write(path: PathLike, write: Callable[[str], None], *, mode: int = 0o
         raise
 
 
+def file_sha256(path: PathLike) -> str:
+    """The sha256 of a file's bytes, hex, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: PathLike, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:

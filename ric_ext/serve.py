@@ -20,10 +20,11 @@ count, shape, size, channel count or datatype, or values outside [0, 1] (400).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ def make_model(classifier: nn.Module, name: str, *, max_batch: int = DEFAULT_MAX
         async def predict(self, payload, headers: Optional[Dict[str, str]] = None, response_headers=None):
             if not isinstance(payload, InferRequest):
                 raise InvalidInput("expected a v2 inference request")
-            x = _images(payload, InvalidInput)
+            x = _images(payload)
             with torch.no_grad():
                 logits = classifier(x.to(device)).float().cpu()
             label = logits.argmax(1)
@@ -91,7 +92,7 @@ def make_model(classifier: nn.Module, name: str, *, max_batch: int = DEFAULT_MAX
                 requested_outputs=payload.request_outputs,
             )
 
-    def _images(payload, InvalidInput) -> torch.Tensor:
+    def _images(payload) -> torch.Tensor:
         if len(payload.inputs) != 1:
             raise InvalidInput(f"expected exactly one input ({INPUT_NAME!r}), got {len(payload.inputs)}")
         inp = payload.inputs[0]
@@ -213,20 +214,30 @@ def _client(url: str):
     return httpclient.InferenceServerClient(url=parsed.netloc, ssl=parsed.scheme == "https")
 
 
-def remote_input(url: str, model: str) -> Tuple[int, Optional[int]]:
-    """(channels, size) of the images the server's ``model`` takes, from its v2 metadata
-    (size None when the server does not fix it)."""
+@contextlib.contextmanager
+def _remote_errors(url: str) -> Iterator[None]:
+    """The client's failures as RemoteError with the server's message (or why it was unreachable)."""
     from tritonclient.utils import InferenceServerException
 
     from .errors import RemoteError
 
+    try:
+        yield
+    except InferenceServerException as exc:  # the server answered with an error
+        raise RemoteError(f"the server at {url} refused the request: {exc.message()}") from None
+    except OSError as exc:  # refused, unreachable, reset
+        raise RemoteError(f"cannot reach a classification server at {url}: {exc}") from None
+
+
+def remote_input(url: str, model: str) -> Tuple[int, Optional[int]]:
+    """(channels, size) of the images the server's ``model`` takes, from its v2 metadata
+    (size None when the server does not fix it)."""
+    from .errors import RemoteError
+
     client = _client(url)
     try:
-        meta = client.get_model_metadata(model)
-    except InferenceServerException as exc:
-        raise RemoteError(f"the server at {url} refused the request: {exc.message()}") from None
-    except OSError as exc:
-        raise RemoteError(f"cannot reach a classification server at {url}: {exc}") from None
+        with _remote_errors(url):
+            meta = client.get_model_metadata(model)
     finally:
         client.close()
     try:
@@ -245,9 +256,6 @@ def remote_classify(
     others as FP32; images of one shape go together in requests of up to ``batch_size``.
     """
     import tritonclient.http as httpclient
-    from tritonclient.utils import InferenceServerException
-
-    from .errors import RemoteError
 
     client = _client(url)
     items = list(images)
@@ -267,14 +275,10 @@ def remote_classify(
                     arr, dtype = x.float().numpy(), "FP32"
                 inp = httpclient.InferInput(INPUT_NAME, list(arr.shape), dtype)
                 inp.set_data_from_numpy(arr, binary_data=True)
-                try:
+                with _remote_errors(url):
                     res = client.infer(
                         model, [inp], outputs=[httpclient.InferRequestedOutput("label", binary_data=True)]
                     )
-                except InferenceServerException as exc:  # the server answered with an error
-                    raise RemoteError(f"the server at {url} refused the request: {exc.message()}") from None
-                except OSError as exc:  # refused, unreachable, reset
-                    raise RemoteError(f"cannot reach a classification server at {url}: {exc}") from None
                 for (n, _), label in zip(chunk, res.as_numpy("label").tolist()):
                     out[n] = int(label)
     finally:

@@ -34,7 +34,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..io_utils import atomic_write_bytes
+from ..io_utils import atomic_write_bytes, file_sha256
 from .classifiers import Normalized
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -150,10 +150,7 @@ def load_classifier_file(path: PathLike) -> FileClassifier:
         raise ValueError(f"classifier {path}: cannot read it as a {kind}: {str(exc).splitlines()[0]}") from None
     raw = extra[META_NAME]
     sidecar = path + SIDECAR_SUFFIX
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    h = hashlib.sha256(bytes.fromhex(file_sha256(path)))
     if os.path.isfile(sidecar):  # a sidecar beside the file wins over what the file carries
         with open(sidecar, "rb") as f:
             raw = f.read()

@@ -101,11 +101,10 @@ def archived_model_path(name: str) -> str:
             f"ric_ext repository (sha256 {a.sha256}); pass that file's path as the model or set RIC_ARCHIVE to "
             f"its folder (looked in: {folder or 'no archive folder'})"
         )
-    import hashlib
+    from ..io_utils import file_sha256
 
-    with open(path, "rb") as f:
-        if hashlib.sha256(f.read()).hexdigest() != a.sha256:
-            raise CheckpointError(f"{path} is not the archived {name!r}: its sha256 differs from {a.sha256}")
+    if file_sha256(path) != a.sha256:
+        raise CheckpointError(f"{path} is not the archived {name!r}: its sha256 differs from {a.sha256}")
     return path
 
 

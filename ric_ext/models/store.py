@@ -9,7 +9,6 @@ weights fingerprint and sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ import shutil
 import time
 from typing import List, Optional, Union
 
-from ..io_utils import atomic_write, atomic_write_bytes
+from ..io_utils import atomic_write, atomic_write_bytes, file_sha256
 
 PathLike = Union[str, "os.PathLike[str]"]
 KINDS = ("ric", "classifier")
@@ -65,14 +64,6 @@ def path_of(entry: dict) -> str:
     return os.path.join(store_dir(), entry["file"])
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _identify(path: str) -> tuple:
     """(kind, weights fingerprint) of a RIC weights file or a classifier file."""
     from ..errors import CheckpointError
@@ -108,7 +99,7 @@ def add(path: PathLike, name: Optional[str] = None) -> dict:
     if name in CLASSIFIERS or name in BUNDLED_RIC or name in ARCHIVED_RIC:
         raise ValueError(f"name {name!r} is a built-in model's; choose another with --name")
     kind, fp = _identify(path)
-    sha = _sha256(path)
+    sha = file_sha256(path)
     old = find(name=name)
     if old is not None:
         if old["sha256"] == sha:
