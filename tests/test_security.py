@@ -2,6 +2,7 @@
 schemes, the inversion trainer, and every attack section end to end on a tiny
 model with tiny settings (report written atomically)."""
 
+import functools
 import json
 import math
 import os
@@ -83,7 +84,8 @@ def test_reference_guesses():
     assert torch.allclose(refs["own mean grey"][0], x[0].mean().expand(1, 4, 4))
 
 
-def test_unet_any_size_and_inversion_learns_a_learnable_map():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_unet_any_size_and_inversion_learns_a_learnable_map(precision):
     net = UNet(5, 3, 4)
     assert net(torch.rand(2, 5, 13, 18)).shape == (2, 3, 13, 18)
     # A map an attacker can learn: the input *is* the plaintext, inverted. The attack must get far past noise.
@@ -95,9 +97,10 @@ def test_unet_any_size_and_inversion_learns_a_learnable_map():
         1 - x[30:35],
         x[30:35],
         1 - x[35:],
-        InversionSettings(epochs=60, width=8, lr=3e-3, batch_size=4),
+        InversionSettings(epochs=60, width=8, lr=3e-3, batch_size=4, precision=precision),
     )
-    assert rec.shape == (5, 3, 8, 8) and info["best_epoch"] >= 1
+    # bf16 training must learn the map as well: a cheaper attacker, never a weaker one
+    assert rec.shape == (5, 3, 8, 8) and rec.dtype == torch.float32 and info["best_epoch"] >= 1
     assert score(rec, x[35:])["psnr"] > 20
 
 
@@ -106,6 +109,9 @@ def test_bad_attack_settings():
         AttackConfig(attacks=("inversion", "magic"))
     with pytest.raises(ValueError, match="epochs"):
         InversionSettings(epochs=0)
+    for bad in (lambda: InversionSettings(precision="fp16"), lambda: PublicModelSettings(precision="int8")):
+        with pytest.raises(ValueError, match="precision"):
+            bad()
     with pytest.raises(ValueError, match="bit"):
         Key.generate().with_flipped_bit(256)
 
@@ -132,6 +138,8 @@ def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_image
     assert sections == {"inversion", "keys", "ciphertext_only", "public_model"}
     lk = res["curves"]["linkage"]
     assert lk["chance"] == 0.5 and len(lk["accuracy"]) == 3 and all(0 <= v <= 1 for v in lk["accuracy"].values())
+    # linkage victims go past the 6 scored images: the distractors are encrypted under the victim key too
+    assert 6 < lk["victims"] <= 6 + x.shape[0]
     assert {r["attack"][:3] for r in res["rows"] if r["section"] == "inversion"} == {"(a)", "(b)", "(c)"}
     for r in res["rows"]:
         assert 0 < r["psnr"] <= 100 and -1 <= r["ssim"] <= 1
@@ -185,7 +193,11 @@ def test_share_statistics_see_brightness_and_contrast():
     assert torch.allclose(share_statistics(flat).reshape(3, 20)[:, :16].sum(1), torch.ones(3))
 
 
-@pytest.mark.parametrize("matcher", [two_tower_choice, statistics_choice])
+@pytest.mark.parametrize(
+    "matcher",
+    [two_tower_choice, statistics_choice, functools.partial(two_tower_choice, precision="bf16")],
+    ids=["two_tower", "statistics", "two_tower_bf16"],
+)
 def test_linkage_matchers_find_a_leak_when_there_is_one(matcher):
     # A "ciphertext" that is the plaintext plus noise leaks everything: a working matcher must link
     # far above chance (1/4). (The same matchers score the real schemes in docs/security.md.)

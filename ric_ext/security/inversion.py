@@ -6,18 +6,25 @@ into every report: U-Net width 32 (:mod:`.unet`), MSE loss, Adam, batch 32,
 a fixed number of epochs, and the epoch with the best validation PSNR is kept
 (early stopping on the attacker's own validation pairs, as a careful attacker
 would do).
+
+``precision="bf16"`` trains under CPU bfloat16 autocast in channels-last layout: the
+same networks, optimiser and fp32 master weights, ~3-4x faster on CPUs with AMX. It
+buys the attacker more pairs per CPU-hour, not a weaker attack: on the paper's scheme,
+where inversion works, it reaches the fp32 attacker's PSNR (docs/security.md). Scores
+are always computed from fp32 predictions.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Tuple
+from typing import Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .. import metrics
-from ..batching import batch_slices
+from ..batching import batch_slices, fast_layout
 from .resinv import ResInverter
 from .unet import UNet
 
@@ -30,6 +37,7 @@ class InversionSettings:
     width: int = 32
     seed: int = 0
     network: str = "unet"  # "unet" (.unet) or "resnet" (the deeper full-resolution .resinv)
+    precision: str = "fp32"  # "fp32" or "bf16" (training under bfloat16 autocast; see the module doc)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "width"):
@@ -39,10 +47,32 @@ class InversionSettings:
             raise ValueError(f"inversion lr must be > 0, got {self.lr}")
         if self.network not in ("unet", "resnet"):
             raise ValueError(f"inversion network must be 'unet' or 'resnet', got {self.network!r}")
+        check_precision(self.precision)
 
     def to_dict(self) -> dict:
         net = {"unet": "unet-2-level", "resnet": "dilated-residual-8-blocks"}[self.network]
         return dict(asdict(self), loss="mse", optimiser="adam", network=net)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"attack precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+@contextmanager
+def training_precision(precision: str) -> Iterator[None]:
+    """Autocast for an attacker network's training steps ("fp32": none)."""
+    check_precision(precision)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        yield
+
+
+def layout(t: torch.Tensor, precision: str) -> torch.Tensor:
+    """Channels-last for bf16 training (oneDNN's fast path with AMX); unchanged for fp32."""
+    return fast_layout(t) if precision == "bf16" else t
 
 
 @torch.no_grad()
@@ -75,6 +105,7 @@ def train_inversion(
             net = UNet(train_in.shape[1], train_x.shape[1], settings.width)
         else:
             net = ResInverter(train_in.shape[1], train_x.shape[1], settings.width)
+    net = net.to(memory_format=torch.channels_last) if settings.precision == "bf16" else net
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     best = (-float("inf"), 0, {k: v.clone() for k, v in net.state_dict().items()})
     val_log = []
@@ -84,7 +115,9 @@ def train_inversion(
         perm = torch.randperm(n, generator=g)
         for sl in batch_slices(n, settings.batch_size):
             idx = perm[sl]
-            loss = F.mse_loss(net(train_in[idx]), train_x[idx])
+            with training_precision(settings.precision):
+                out = net(layout(train_in[idx], settings.precision))
+            loss = F.mse_loss(out.float(), train_x[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

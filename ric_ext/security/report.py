@@ -149,7 +149,8 @@ def format_markdown(res: dict, context: dict) -> str:
             "## Public-model attacker and linkage (d, e)",
             "",
             "The attacker makes its own pairs with the shipped weights under keys of its own, never the "
-            "victim's; the victims are the scored images under the victim's key.",
+            "victim's. The victims are encrypted under the victim's key: the scored images for (d); for "
+            "(e) the scored images and then the distractors, each with its own nonce.",
         ]
         if inv is not None:
             lines += [""] + [
