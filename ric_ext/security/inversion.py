@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator, Tuple
+from typing import Iterator, Tuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,7 @@ class InversionSettings:
 
 
 PRECISIONS = ("fp32", "bf16")
+T = TypeVar("T", torch.Tensor, torch.nn.Module)
 
 
 def check_precision(precision: str) -> None:
@@ -70,9 +71,12 @@ def training_precision(precision: str) -> Iterator[None]:
         yield
 
 
-def layout(t: torch.Tensor, precision: str) -> torch.Tensor:
-    """Channels-last for bf16 training (oneDNN's fast path with AMX); unchanged for fp32."""
-    return fast_layout(t) if precision == "bf16" else t
+def layout(obj: T, precision: str) -> T:
+    """Channels-last for bf16 training, for images and networks alike (oneDNN's fast path
+    with AMX); unchanged for fp32."""
+    if precision != "bf16":
+        return obj
+    return obj.to(memory_format=torch.channels_last) if isinstance(obj, torch.nn.Module) else fast_layout(obj)
 
 
 @torch.no_grad()
@@ -105,7 +109,7 @@ def train_inversion(
             net = UNet(train_in.shape[1], train_x.shape[1], settings.width)
         else:
             net = ResInverter(train_in.shape[1], train_x.shape[1], settings.width)
-    net = net.to(memory_format=torch.channels_last) if settings.precision == "bf16" else net
+    net = layout(net, settings.precision)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     best = (-float("inf"), 0, {k: v.clone() for k, v in net.state_dict().items()})
     val_log = []

@@ -161,8 +161,7 @@ def two_tower_choice(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fc, fx = _Tower(ct.shape[1]), _Tower(x.shape[1])
-    if precision == "bf16":
-        fc, fx = fc.to(memory_format=torch.channels_last), fx.to(memory_format=torch.channels_last)
+    fc, fx = layout(fc, precision), layout(fx, precision)
 
     def loss(idx: torch.Tensor) -> torch.Tensor:
         logits = fc(layout(ct[idx], precision)).float() @ fx(layout(x[idx], precision)).float().T / 0.1
