@@ -69,10 +69,30 @@ def svhn(split: str = "train", data: Optional[PathLike] = None) -> ArrayDataset:
     return ArrayDataset(d["images"][lo:hi], d["labels"][lo:hi])
 
 
+def class_interleaved(labels: np.ndarray) -> np.ndarray:
+    """The order that deals the images out class by class: the k-th image of each class, then the (k+1)-th.
+
+    A file sorted by class (CIFAR-10's is: 0-999 airplanes, ...) would make every index
+    range one class; in this order any range of 10·m images holds m of each of 10 equally
+    large classes. Stable and seed-free, so it cannot change with a library version.
+    """
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        rank[where] = np.arange(len(where))
+    return np.lexsort((labels, rank))  # primary key rank, then label
+
+
 def cifar10(data: Optional[PathLike] = None) -> ArrayDataset:
-    """The 10,000 CIFAR-10 test images (JPEG copy); evaluation only."""
+    """The 10,000 CIFAR-10 test images (JPEG copy), classes interleaved (``class_interleaved``); evaluation only.
+
+    The file is sorted by class, so index i here is the file's ``class_interleaved(labels)[i]``
+    and label ``i % 10``.
+    """
     d = np.load(_need(os.path.join(data_dir(data), "cifar10_jpeg_test.npz")))
-    return ArrayDataset(d["images"], d["labels"])
+    order = class_interleaved(d["labels"])
+    return ArrayDataset(d["images"][order], d["labels"][order])
 
 
 def _decode(data: bytes, size: Optional[int], channels: int) -> np.ndarray:

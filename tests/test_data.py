@@ -60,3 +60,25 @@ def test_save_image_is_atomic_and_never_overwrites(tmp_path):
         data.save_image(p, torch.rand(3, 8, 8))
     assert p.read_bytes() == before
     assert data.load_image(p).shape == (3, 8, 8)
+
+
+def test_class_interleaved_deals_classes_in_turn():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])  # sorted by class, unequal classes
+    order = data.class_interleaved(labels)
+    assert sorted(order.tolist()) == list(range(9))
+    assert labels[order].tolist() == [0, 1, 2, 0, 1, 2, 0, 2, 2]
+    # Within a class the file's order is kept (the first airplane stays first).
+    assert order[:3].tolist() == [0, 3, 5]
+
+
+@needs_shared
+def test_cifar10_index_ranges_hold_every_class():
+    # The file is sorted by class (0-999 airplanes, ...); evaluate and the security protocol
+    # take index ranges, so every range they use must hold all ten classes equally.
+    ds = data.cifar10(DATA)
+    assert len(ds) == 10000
+    assert torch.equal(torch.bincount(ds.labels[:500], minlength=10), torch.full((10,), 50))
+    assert torch.equal(torch.bincount(ds.labels[500:600], minlength=10), torch.full((10,), 10))
+    assert torch.equal(ds.labels[:20], torch.arange(20) % 10)
+    raw = np.load(f"{DATA}/cifar10_jpeg_test.npz")
+    assert torch.equal(ds.images[1], torch.from_numpy(raw["images"][1000]).permute(2, 0, 1))  # first automobile
