@@ -63,8 +63,11 @@ def main() -> None:
         key,
         cfg,
         micro_batch=mb,
+        scheme="paper",
     )
-    cb = Cipher(model.to(args.b), load_classifier("svhn", args.models).to(args.b), key, cfg, micro_batch=mb)
+    cb = Cipher(
+        model.to(args.b), load_classifier("svhn", args.models).to(args.b), key, cfg, micro_batch=mb, scheme="paper"
+    )
     if args.b_backend == "torch":
         cb.nae = NAEGenerator(cb.classifier, cfg, backend="torch", micro_batch=mb)
     ct = ca.encrypt(x)

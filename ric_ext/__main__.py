@@ -95,6 +95,10 @@ def _scheme(args: argparse.Namespace) -> str:
         scheme = _first_header(args).get("scheme", "paper")
     else:
         scheme = "paper" if args.model else "pad"
+        if scheme == "paper" and args.command == "encrypt":
+            from .errors import PAPER_SCHEME_LEAKS
+
+            print(f"warning: {PAPER_SCHEME_LEAKS}", file=sys.stderr)
     if scheme == "paper" and not args.model:
         if args.command == "decrypt":  # the header names the weights; find them among the known ones
             from .models.registry import model_for_fingerprint

@@ -1,7 +1,7 @@
 """The owner's API: encrypt images into 8-bit ciphertexts the plaintext
 classifier still labels correctly, and decrypt them back.
 
-    cipher = Cipher(ric_model, classifier, key)
+    cipher = Cipher(None, classifier, key)   # the pad scheme; Cipher(ric_model, ..., scheme="paper"): the paper's
     ct = cipher.encrypt(images)        # images: (B, C, H, W) float in [0, 1]
     labels = cipher.classify(ct)       # what the unmodified classifier says
     images_hat = cipher.decrypt(ct)
@@ -18,6 +18,7 @@ early stop) still decrypt.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
@@ -27,14 +28,14 @@ from torch import nn
 from . import ops
 from .batching import DEFAULT_MICRO_BATCH, batch_slices, check_micro_batch, fast_layout, run_chunked
 from .checks import check_int
-from .errors import CiphertextFormatError, ModelMismatchError, WrongKeyError
+from .errors import PAPER_SCHEME_LEAKS, CiphertextFormatError, ModelMismatchError, PaperSchemeWarning, WrongKeyError
 from .keys import Key
 from .models.classifiers import fingerprint
 from .models.networks import RIC
 from .models.settings import nae_defaults
 from .nae import NAEConfig, NAEGenerator, StopRule
 from .ops.pad import DEFAULT_A
-from .schemes import SCHEMES, PadScheme, PaperScheme
+from .schemes import SCHEMES, PadScheme, PaperScheme, default_scheme
 
 #: 3: the header names its scheme (docs/scheme.md); 2: per-image step counts; 1: fixed-step NAEs.
 FORMAT_VERSION = 3
@@ -132,7 +133,9 @@ class Cipher:
         step_impl: how NAE steps run (see :class:`~ric_ext.nae.NAEGenerator`).
         scheme: ``"pad"`` (a keyed one-time pad on the image's share, no networks; see
             :mod:`ric_ext.schemes`) or ``"paper"`` (the learned encoder's share). Default: ``"paper"``
-            when a RIC ``model`` is given, ``"pad"`` when it is None. Stored in every ciphertext.
+            when a RIC ``model`` is given (with a :class:`~ric_ext.errors.PaperSchemeWarning`: that
+            scheme leaks a blurred image, so choose it by name), ``"pad"`` when it is None. Stored
+            in every ciphertext.
         pad_a: the ``"pad"`` scheme's share scale (its guard against the 8-bit rounding).
     """
 
@@ -149,7 +152,9 @@ class Cipher:
         pad_a: float = DEFAULT_A,
     ):
         if scheme is None:  # a RIC model means its scheme; no model, the hardened default
-            scheme = "pad" if model is None else "paper"
+            scheme = default_scheme(model)
+            if scheme == "paper":  # the leaking scheme only ever by name (docs/decisions.md)
+                warnings.warn(PAPER_SCHEME_LEAKS, PaperSchemeWarning, stacklevel=2)
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if scheme == "paper" and not isinstance(model, RIC):

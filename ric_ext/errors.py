@@ -32,3 +32,18 @@ class CheckpointError(RicError, ValueError):
 
 class RemoteError(RicError):
     """A classification server could not be reached, or refused the request (its message is kept)."""
+
+
+class PaperSchemeWarning(UserWarning):
+    """Images are being encrypted under the paper's scheme without asking for it by name.
+
+    That scheme's ciphertexts leak a blurred copy of the image to an attacker who has the
+    public weights (docs/security.md); the default pad scheme does not.
+    """
+
+
+PAPER_SCHEME_LEAKS = (
+    "a RIC model without scheme= selects the paper's scheme, whose ciphertexts leak a blurred image "
+    "to an attacker with the public weights (docs/security.md); pass scheme='paper' (CLI: --scheme paper) "
+    "to choose it knowingly, or no model for the default pad scheme"
+)

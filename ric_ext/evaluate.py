@@ -22,6 +22,7 @@ from .keys import Key
 from .models.networks import RIC
 from .nae import NAEConfig
 from .ops.pad import DEFAULT_A
+from .schemes import default_scheme
 
 
 @torch.no_grad()
@@ -52,6 +53,7 @@ def evaluate(
     if metric_mode not in ("ours", "paper"):
         raise ValueError(f"metric_mode must be 'ours' or 'paper', got {metric_mode!r}")
     key = key or Key.generate()
+    scheme = scheme or default_scheme(model)  # measuring the paper's scheme needs no warning
     cipher = Cipher(
         model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, pad_a=pad_a
     )

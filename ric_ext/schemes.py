@@ -31,6 +31,14 @@ from .models.networks import RIC
 from .ops.pad import DEFAULT_A
 
 SCHEMES = ("paper", "pad")
+
+
+def default_scheme(model: Optional[RIC]) -> str:
+    """The scheme when none is named: ``"pad"`` without a RIC model, ``"paper"`` with one (its networks
+    are that scheme's; :class:`~ric_ext.cipher.Cipher` warns then, as that scheme leaks)."""
+    return "pad" if model is None else "paper"
+
+
 #: The NAE's weight in the "pad" scheme (the paper's lam).
 PAD_LAM = 0.8
 

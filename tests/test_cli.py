@@ -45,7 +45,9 @@ def test_keygen_encrypt_classify_decrypt(workspace):
     out = _run("keygen", "--out", d / "key.json").stdout
     assert "Key(id=" in out and stat.S_IMODE(os.stat(d / "key.json").st_mode) == 0o600
     common = ["--key", d / "key.json", "--model", d / "model.pt", "--nae-steps", "3", "--no-progress"]
-    _run("encrypt", "--input", d / "plain", "--output", d / "enc", *common)
+    p = _run("encrypt", "--input", d / "plain", "--output", d / "enc", *common)
+    # --model without --scheme means the paper's scheme, which leaks: the user is told so
+    assert "warning: a RIC model without scheme= selects the paper's scheme" in p.stderr
     files = sorted(os.listdir(d / "enc"))
     assert files == ["img0.png", "img1.png", "img2.png"]
     labels = _run("classify", "--input", d / "enc").stdout.strip().splitlines()

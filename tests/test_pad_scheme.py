@@ -1,11 +1,13 @@
 """The "pad" scheme end to end: round trip, format 3 header, files, batch invariance, scheme checks."""
 
+import warnings
+
 import pytest
 import torch
 
 from ric_ext import metrics
 from ric_ext.cipher import Cipher, Ciphertext
-from ric_ext.errors import ModelMismatchError, TamperedError
+from ric_ext.errors import ModelMismatchError, PaperSchemeWarning, TamperedError
 from ric_ext.fileformat import read_png, write_png
 from ric_ext.keys import Key
 from ric_ext.nae import NAEConfig
@@ -61,7 +63,12 @@ def test_schemes_do_not_mix(padded, tiny_trained, svhn_classifier):
         Cipher(None, svhn_classifier, cipher.key, scheme="paper")
     # the default follows the model: none means the pad scheme, a RIC model means the paper's
     assert Cipher(None, svhn_classifier, cipher.key).scheme.name == "pad"
-    assert Cipher(tiny_trained, svhn_classifier, cipher.key).scheme.name == "paper"
+    with pytest.warns(PaperSchemeWarning, match="leak a blurred image"):
+        assert Cipher(tiny_trained, svhn_classifier, cipher.key).scheme.name == "paper"
+    with warnings.catch_warnings():  # chosen by name, or the pad: no warning
+        warnings.simplefilter("error")
+        Cipher(tiny_trained, svhn_classifier, cipher.key, scheme="paper")
+        Cipher(None, svhn_classifier, cipher.key)
     with pytest.raises(ValueError, match="scheme must be one of"):
         Cipher(None, svhn_classifier, cipher.key, scheme="xor")
     with pytest.raises(ValueError, match="pad scheme needs"):

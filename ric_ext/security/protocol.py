@@ -22,6 +22,7 @@ from ..models.networks import RIC
 from ..nae import NAEConfig
 from ..ops.pad import DEFAULT_A
 from ..options import opt
+from ..schemes import default_scheme
 from .attacks import SECTIONS, AttackConfig, run_attacks
 from .inversion import InversionSettings
 from .public_model import PublicModelSettings
@@ -177,6 +178,7 @@ def run_protocol(
     test_x, _ = data_mod.stack(full, list(test_idx))
     tx, ty, ref_desc = reference_images(dataset, split, data, size, full, pool_idx, s.reference_images)
     key = Key.generate()
+    scheme = scheme or default_scheme(model)  # measuring the paper's scheme needs no warning
     cipher = Cipher(
         model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, pad_a=pad_a
     )
