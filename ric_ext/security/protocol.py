@@ -24,7 +24,7 @@ from ..ops.pad import DEFAULT_A
 from ..options import opt
 from ..schemes import default_scheme
 from .attacks import SECTIONS, AttackConfig, run_attacks
-from .inversion import InversionSettings
+from .inversion import PRECISIONS, InversionSettings
 from .public_model import PublicModelSettings
 from .report import write_report
 
@@ -58,7 +58,7 @@ class ProtocolSettings:
         "fp32",
         "attacks: the attacker networks' training precision; bf16 trains under CPU bfloat16 autocast, "
         "~3-4x faster with AMX and as strong (docs/security.md)",
-        choices=("fp32", "bf16"),
+        choices=PRECISIONS,
     )
 
 
