@@ -28,7 +28,11 @@
                     bool tanh_space))                                                                                  \
   /* the keyed pad (docs/scheme.md#pad): out = pad_val(in, k, a), or unpad_val with `inverse`; k = keyed_uniform */    \
   X(keyed_pad, (const uint8_t* key, const uint8_t* nonces, const float* in, float* out, int64_t batch, int64_t n,      \
-                double a, bool inverse))
+                double a, bool inverse))                                                                               \
+  /* the keyed digit pad (docs/scheme.md#digits): out = (in + k) mod base, or with `inverse` */                        \
+  /* ((in mod base) - k) mod base; k = word_to_digit(keystream word, base), counter 0 */                               \
+  X(keyed_digit_pad, (const uint8_t* key, const uint8_t* nonces, const uint8_t* in, uint8_t* out, int64_t batch,       \
+                      int64_t n, int64_t base, bool inverse))
 
 // Ops over T = float or double: X(name, (parameters using T)).
 // mask modes: 0 none, 1 train (dither from seed = {seed, offset}, read on the

@@ -18,7 +18,8 @@ nonces = torch.randint(0, 256, (3, 12), dtype=torch.uint8, generator=g)
 outs = [ops.mask(e, z, quantize=q, seed=7) for q in ("train", "eval", "none")]
 outs += [ops.mask_uint8(e, z), ops.unmask(outs[1], z), ops.keyed_uniform(bytes(32), nonces, (3, 37, 41)),
          ops.keyed_uniform(bytes(32), nonces, (3, 37, 41), tanh_space=True),
-         ops.adam_tanh_step_(w, m, v, torch.randn(3, 5000, generator=g), 1, grad_wrt="adv"), w]
+         ops.adam_tanh_step_(w, m, v, torch.randn(3, 5000, generator=g), 1, grad_wrt="adv"), w,
+         ops.keyed_digit_pad((e * 255).to(torch.uint8), bytes(32), nonces, 51, inverse=True)]
 h = hashlib.sha256(b"".join(o.contiguous().numpy().tobytes() for o in outs)).hexdigest()
 print(json.dumps({"isa": ric_ext.build_info()["cpu_isa"], "hash": h}))
 """

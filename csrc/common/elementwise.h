@@ -128,6 +128,15 @@ RIC_HD float unpad_val(float r, float k, float a, float cut) {
   return x < 0.f ? 0.f : (x > 1.f ? 1.f : x);
 }
 
+// The keyed digit pad of the "digits" scheme (docs/scheme.md#digits), integer only. A keystream
+// word becomes a digit in [0, base) by multiply-shift (floor(w * base / 2^32): each digit's
+// probability is off uniform by less than base / 2^32). Forward: (d + k) mod base for a digit
+// d; inverse: ((c mod base) - k) mod base for any byte c, i.e. the low digit of a ciphertext
+// byte c = base * q + m, unpadded.
+RIC_HD uint32_t word_to_digit(uint32_t w, uint32_t base) { return uint32_t((uint64_t(w) * base) >> 32); }
+RIC_HD uint8_t digit_pad_val(uint8_t d, uint32_t k, uint32_t base) { return uint8_t((d % base + k) % base); }
+RIC_HD uint8_t digit_unpad_val(uint8_t c, uint32_t k, uint32_t base) { return uint8_t((c % base + base - k) % base); }
+
 // Constants of one Adam step, computed on the host in double exactly as
 // torch.optim.Adam (single-tensor path) computes its Python scalars.
 struct AdamConst {

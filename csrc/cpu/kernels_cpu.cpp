@@ -161,11 +161,11 @@ void keystream_bytes(const uint8_t* key, const uint8_t* nonces, uint8_t* out, in
 }
 
 namespace {
-// Calls f(offset, u, len) for each chunk of the keyed uniforms of every image: u[0..len) are
-// word_to_unit of keystream words offset.. of image b (offset = b * n + position). One chunk
-// = kLanes consecutive 64-byte blocks = 16 * kLanes floats. Shared by keyed_uniform and keyed_pad.
+// Calls f(offset, w, len) for each chunk of the keystream words of every image: w[0..len) are
+// keystream words offset.. of image b (offset = b * n + position). One chunk = kLanes
+// consecutive 64-byte blocks = 16 * kLanes words. Shared by every keyed op.
 template <typename F>
-void for_each_keyed_chunk(const uint8_t* key, const uint8_t* nonces, int64_t batch, int64_t n, uint32_t counter,
+void for_each_keyed_words(const uint8_t* key, const uint8_t* nonces, int64_t batch, int64_t n, uint32_t counter,
                           F&& f) {
   uint32_t k[8];
   load_key(key, k);
@@ -177,12 +177,23 @@ void for_each_keyed_chunk(const uint8_t* key, const uint8_t* nonces, int64_t bat
       uint32_t nn[3], w[16][kLanes];
       load_nonce(nonces + 12 * b, nn);
       chacha20_lanes(k, counter + uint32_t(j * kLanes), nn, w);
-      float u[16 * kLanes];
+      uint32_t words[16 * kLanes];
       for (int l = 0; l < kLanes; ++l)
-        for (int i = 0; i < 16; ++i) u[16 * l + i] = word_to_unit(w[i][l]);
-      f(b * n + chunk * j, u, std::min<int64_t>(chunk, n - chunk * j));
+        for (int i = 0; i < 16; ++i) words[16 * l + i] = w[i][l];
+      f(b * n + chunk * j, words, std::min<int64_t>(chunk, n - chunk * j));
     }
   }
+}
+
+// The same chunks as keyed uniforms: u[i] = word_to_unit(w[i]). Shared by keyed_uniform and keyed_pad.
+template <typename F>
+void for_each_keyed_chunk(const uint8_t* key, const uint8_t* nonces, int64_t batch, int64_t n, uint32_t counter,
+                          F&& f) {
+  for_each_keyed_words(key, nonces, batch, n, counter, [&](int64_t off, const uint32_t* w, int64_t len) {
+    float u[16 * kLanes];
+    for (int64_t i = 0; i < len; ++i) u[i] = word_to_unit(w[i]);
+    f(off, u, len);
+  });
 }
 }  // namespace
 
@@ -204,6 +215,17 @@ void keyed_pad(const uint8_t* key, const uint8_t* nonces, const float* in, float
       for (int64_t i = 0; i < len; ++i) out[off + i] = unpad_val(in[off + i], u[i], af, cut);
     else
       for (int64_t i = 0; i < len; ++i) out[off + i] = pad_val(in[off + i], u[i], af);
+  });
+}
+
+void keyed_digit_pad(const uint8_t* key, const uint8_t* nonces, const uint8_t* in, uint8_t* out, int64_t batch,
+                     int64_t n, int64_t base, bool inverse) {
+  const uint32_t L = uint32_t(base);
+  for_each_keyed_words(key, nonces, batch, n, 0, [&](int64_t off, const uint32_t* w, int64_t len) {
+    if (inverse)
+      for (int64_t i = 0; i < len; ++i) out[off + i] = digit_unpad_val(in[off + i], word_to_digit(w[i], L), L);
+    else
+      for (int64_t i = 0; i < len; ++i) out[off + i] = digit_pad_val(in[off + i], word_to_digit(w[i], L), L);
   });
 }
 

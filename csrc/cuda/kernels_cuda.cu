@@ -110,6 +110,28 @@ __global__ void keyed_pad_kernel(const uint8_t* __restrict__ key, const uint8_t*
   }
 }
 
+// The keyed digit pad: one thread per 64-byte keystream block = 16 digits, like keyed_pad.
+__global__ void keyed_digit_pad_kernel(const uint8_t* __restrict__ key, const uint8_t* __restrict__ nonces,
+                                       const uint8_t* __restrict__ in, uint8_t* __restrict__ out, int64_t batch,
+                                       int64_t n, uint32_t base, bool inverse) {
+  uint32_t k[8];
+  load_key_dev(key, k);
+  const int64_t blocks = (n + 15) / 16;
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < batch * blocks;
+       t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = t / blocks, j = t % blocks;
+    uint32_t nn[3], w[16];
+#pragma unroll
+    for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonces + 12 * b + 4 * i);
+    chacha20_block(k, uint32_t(j), nn, w);
+    const int64_t base_i = b * n + 16 * j, len = min(int64_t(16), n - 16 * j);
+    for (int64_t i = 0; i < len; ++i) {
+      const uint32_t kd = word_to_digit(w[i], base);
+      out[base_i + i] = inverse ? digit_unpad_val(in[base_i + i], kd, base) : digit_pad_val(in[base_i + i], kd, base);
+    }
+  }
+}
+
 // Loads/stores of 4 consecutive elements; the float specialisation uses one
 // 16-byte transaction when the caller proved alignment.
 template <typename T>
@@ -338,6 +360,15 @@ void keyed_pad_cuda(const uint8_t* key, const uint8_t* nonces, const float* in, 
   keyed_pad_kernel<<<grid_for(work), kThreads, 0, RIC_STREAM(stream)>>>(key, nonces, in, out, batch, n, float(a),
                                                                         float(a + (1.0 - a) / 2), inverse);
   check_launch("keyed_pad");
+}
+
+void keyed_digit_pad_cuda(const uint8_t* key, const uint8_t* nonces, const uint8_t* in, uint8_t* out, int64_t batch,
+                          int64_t n, int64_t base, bool inverse, void* stream) {
+  const int64_t work = batch * ((n + 15) / 16);
+  if (work == 0) return;
+  keyed_digit_pad_kernel<<<grid_for(work), kThreads, 0, RIC_STREAM(stream)>>>(key, nonces, in, out, batch, n,
+                                                                              uint32_t(base), inverse);
+  check_launch("keyed_digit_pad");
 }
 
 template <typename T>

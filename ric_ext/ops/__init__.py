@@ -7,6 +7,7 @@ pure-PyTorch reference in :mod:`ric_ext.ops._torch_impl`).
 | ``chacha20_keystream``| ``ric::chacha20_keystream``                | csrc/common/chacha20.h         |
 | ``keyed_uniform``     | ``ric::keyed_uniform``                     | csrc/common/chacha20.h         |
 | ``keyed_pad``         | ``ric::keyed_pad``                         | csrc/common/elementwise.h, chacha20.h |
+| ``keyed_digit_pad``   | ``ric::keyed_digit_pad``                   | csrc/common/elementwise.h, chacha20.h |
 | ``mask``              | ``ric::mask``, ``ric::mask_backward``      | csrc/common/elementwise.h, philox.h |
 | ``mask_uint8``        | ``ric::mask_uint8``                        | csrc/common/elementwise.h      |
 | ``unmask``            | ``ric::unmask``                            | csrc/common/elementwise.h      |
@@ -18,6 +19,7 @@ CPU loops live in csrc/cpu/kernels_cpu.cpp, CUDA kernels in csrc/cuda/kernels_cu
 
 from .adam import adam_tanh_step_
 from .cw import cw_margin, margin
+from .digits import keyed_digit_pad
 from .keystream import chacha20_keystream, key_tensor, keyed_uniform
 from .mask import mask, mask_uint8, unmask
 from .pad import keyed_pad
@@ -27,6 +29,7 @@ __all__ = [
     "chacha20_keystream",
     "cw_margin",
     "key_tensor",
+    "keyed_digit_pad",
     "keyed_pad",
     "keyed_uniform",
     "margin",

@@ -248,3 +248,21 @@ def keyed_pad(key: torch.Tensor, nonces: torch.Tensor, x: torch.Tensor, a: float
     cut = torch.tensor(a + (1.0 - a) / 2, dtype=torch.float32, device=x.device)
     d = torch.where(d > cut, d - 1.0, d)
     return torch.clamp(d / af, 0.0, 1.0)
+
+
+def keyed_digits(key: torch.Tensor, nonces: torch.Tensor, n: int, base: int) -> torch.Tensor:
+    """(B, n) int64 keyed digits in [0, base): floor(word * base / 2^32) of keystream words from block 0."""
+    nblocks = (n + 15) // 16
+    w = chacha20_words(key, nonces, nblocks, 0).reshape(nonces.shape[0], nblocks * 16)[:, :n]
+    return (w * base) >> 32
+
+
+def keyed_digit_pad(key: torch.Tensor, nonces: torch.Tensor, x: torch.Tensor, base: int, inverse: bool) -> torch.Tensor:
+    """The keyed digit pad of the "digits" scheme on (B, n) uint8 rows (kernel: digit_pad_val / digit_unpad_val).
+
+    Forward: (d + k) mod base. Inverse: ((c mod base) - k) mod base. k = keyed_digits(key, nonces).
+    """
+    k = keyed_digits(key, nonces, x.shape[1], base)
+    v = x.to(torch.int64) % base
+    out = (v - k + base) % base if inverse else (v + k) % base
+    return out.to(torch.uint8)
