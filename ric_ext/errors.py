@@ -14,6 +14,15 @@ class CiphertextFormatError(RicError, ValueError):
     """The file is not a ric_ext ciphertext, is truncated, or its header is malformed."""
 
 
+class ReencodedError(CiphertextFormatError):
+    """The file is an image in another format (e.g. JPEG): the ciphertext was re-encoded, which loses it."""
+
+
+class IntegrityError(RicError):
+    """Decryption did not give back the image that was encrypted (its keyed digest does not match, or
+    the payload does not decode): raised instead of returning a different image."""
+
+
 class WrongKeyError(RicError):
     """The ciphertext was made under another key."""
 
@@ -34,6 +43,10 @@ class RemoteError(RicError):
     """A classification server could not be reached, or refused the request (its message is kept)."""
 
 
+class MissingDependencyError(RicError, ImportError):
+    """An optional extra that a command needs is not installed (the message says what to install)."""
+
+
 class PaperSchemeWarning(UserWarning):
     """Images are being encrypted under the paper's scheme without asking for it by name.
 
@@ -45,5 +58,5 @@ class PaperSchemeWarning(UserWarning):
 PAPER_SCHEME_LEAKS = (
     "a RIC model without scheme= selects the paper's scheme, whose ciphertexts leak a blurred image "
     "to an attacker with the public weights (docs/security.md); pass scheme='paper' (CLI: --scheme paper) "
-    "to choose it knowingly, or no model for the default pad scheme"
+    "to choose it knowingly, or no model for the default digits scheme"
 )
