@@ -72,14 +72,19 @@ def _size(args: argparse.Namespace, classifier) -> Optional[int]:
     return getattr(classifier, "input_size", None)
 
 
-def _nae(args: argparse.Namespace, model=None, classifier=None):
-    """The NAE settings: the --nae-* options given, over those the model (else the classifier) carries."""
+def _nae(args: argparse.Namespace, model=None, classifier=None, scheme: str = "pad"):
+    """The NAE settings: the --nae-* options given, over the digits scheme's own (DIGITS_NAE) or, for the
+    replayed schemes, those the model (else the classifier) carries."""
     import dataclasses
 
+    from .cipher import DIGITS_NAE
     from .models.settings import nae_defaults
     from .nae import NAEConfig
 
-    base = nae_defaults(model, classifier) or NAEConfig().to_dict()
+    if scheme == "digits":
+        base = DIGITS_NAE.to_dict()
+    else:
+        base = nae_defaults(model, classifier) or NAEConfig().to_dict()
     given = {
         f.name: getattr(args, "nae_" + f.name) for f in dataclasses.fields(NAEConfig) if hasattr(args, "nae_" + f.name)
     }
@@ -88,13 +93,13 @@ def _nae(args: argparse.Namespace, model=None, classifier=None):
 
 def _scheme(args: argparse.Namespace) -> str:
     """The scheme to use: --scheme, or for 'auto' the one decrypt's input files name, else the
-    paper's scheme when --model is given (the networks are that scheme's) and the pad scheme otherwise."""
+    paper's scheme when --model is given (the networks are that scheme's) and the digits scheme otherwise."""
     if args.scheme != "auto":
         scheme = args.scheme
     elif args.command == "decrypt":
         scheme = _first_header(args).get("scheme", "paper")
     else:
-        scheme = "paper" if args.model else "pad"
+        scheme = "paper" if args.model else "digits"
         if scheme == "paper" and args.command == "encrypt":
             from .errors import PAPER_SCHEME_LEAKS
 
@@ -127,24 +132,50 @@ def _first_header(args: argparse.Namespace) -> dict:
     return peek_header(image_files(args.input)[0])
 
 
+def _bank(args: argparse.Namespace):
+    """--bank: 'auto', 'none' (None) or a file."""
+    return None if args.bank == "none" else args.bank
+
+
 def _cipher(args: argparse.Namespace):
     from .cipher import Cipher
     from .keys import Key
 
     scheme = _scheme(args)
-    # the pad scheme has no networks: --model is not loaded
-    model = None if scheme == "pad" else _load_model(args.model, args.device)
+    key = Key.load(args.key)
+    if scheme == "digits" and args.command == "decrypt":  # the key alone: no classifier, no network
+        return Cipher.from_ciphertext(_first_header(args), key, batch_size=args.batch_size)
+    # the digits and pad schemes have no networks: --model is not loaded
+    model = None if scheme != "paper" else _load_model(args.model, args.device)
     clf = _classifier(args, model)
     return Cipher(
         model,
         clf,
-        Key.load(args.key),
-        _nae(args, model, clf),
+        key,
+        _nae(args, model, clf, scheme),
         batch_size=args.batch_size,
         micro_batch=args.micro_batch or None,
         scheme=scheme,
         pad_a=args.pad_a,
+        base=args.base,
+        bank=_bank(args),
+        precision=args.precision,
+        progress=not args.no_progress,
     )
+
+
+def _file_reporter(args: argparse.Namespace):
+    """Prints one line per file written (each rank its own): its path and whether the image travels
+    losslessly (digits scheme)."""
+    if args.no_report:
+        return None
+    from tqdm import tqdm
+
+    def report(path: str, lossless) -> None:
+        if lossless is not None:
+            tqdm.write(f"{path}\t{'lossless' if lossless else 'lossy (the image did not compress into the share)'}")
+
+    return report
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -228,6 +259,7 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         size=_size(args, cipher.classifier),
         resume=args.resume,
         nonce_seed=seed,
+        on_file=_file_reporter(args),
     )
     _report("encrypted", n, args.output)
     return 0
@@ -243,7 +275,14 @@ def _report(what: str, n: int, out: str) -> None:
 def _cmd_decrypt(args: argparse.Namespace) -> int:
     from .folders import decrypt_folder
 
-    n = decrypt_folder(_cipher(args), args.input, args.output, progress=not args.no_progress, resume=args.resume)
+    n = decrypt_folder(
+        _cipher(args),
+        args.input,
+        args.output,
+        progress=not args.no_progress,
+        resume=args.resume,
+        on_file=_file_reporter(args),
+    )
     _report("decrypted", n, args.output)
     return 0
 
@@ -255,15 +294,21 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from .folders import image_files
 
     files = image_files(args.input)
+    header = _ciphertext_header(files[0])
     if args.url:  # the cloud's classifier: only the pixels travel (ric_ext.serve)
         from .serve import remote_classify, remote_input
 
-        channels, size = remote_input(args.url, args.remote_model)  # what the server's model takes
+        remote = args.remote_model or _header_model_name(header, args.models) or "svhn"
+        channels, size = remote_input(args.url, remote)  # what the server's model takes
         size = args.size if args.size is not None else size
         images = ((f, load_image(f, channels, size)) for f in files)
-        for f, label in remote_classify(images, args.url, args.remote_model, args.batch_size):
+        for f, label in remote_classify(images, args.url, remote, args.batch_size):
             print(f"{f}\t{label}")
         return 0
+    if args.classifier is None and header is not None:  # the classifier the ciphertexts were made for
+        from .models.registry import find_classifier
+
+        args.classifier = find_classifier(str(header.get("classifier")), args.models)
     clf = _classifier(args)
     dev = _device(args.device)
     size = _size(args, clf)
@@ -274,9 +319,36 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import model_name_for, serve
+def _ciphertext_header(path: str) -> Optional[dict]:
+    """The (unauthenticated) ric_ext header of ``path``, or None when it is a plain image."""
+    from .errors import CiphertextFormatError
+    from .fileformat import peek_header
 
+    try:
+        return peek_header(path)
+    except CiphertextFormatError:
+        return None
+
+
+def _header_model_name(header: Optional[dict], models: Optional[str]) -> Optional[str]:
+    """The served model's name for the classifier a ciphertext header names: the name it records
+    (format 4), else the built-in or stored classifier with its fingerprint."""
+    if header is None:
+        return None
+    if header.get("classifier_name"):
+        return str(header["classifier_name"])
+    from .models.registry import find_classifier
+
+    try:
+        return find_classifier(str(header.get("classifier")), models)
+    except FileNotFoundError:
+        return None
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import check_serve_extra, model_name_for, serve
+
+    check_serve_extra()  # before loading anything: a missing extra is a one-line message
     clf = _classifier(args)
     name = args.name or model_name_for(args.classifier)
     print(f"serving classifier {name!r} (KServe v2 REST) on http://{args.host}:{args.port}", flush=True)
@@ -293,10 +365,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    scheme = {"scheme": _scheme(args), "pad_a": args.pad_a}
-    model = None if scheme["scheme"] == "pad" else _load_model(args.model, args.device)
+    scheme = {"scheme": _scheme(args), "pad_a": args.pad_a, "base": args.base}
+    model = None if scheme["scheme"] != "paper" else _load_model(args.model, args.device)
     clf = _classifier(args, model)
-    nae = _nae(args, model, clf)
+    nae = _nae(args, model, clf, scheme["scheme"])
     if args.attacks:
         from .options import from_options
         from .security.protocol import ProtocolSettings, parse_sections, run_protocol
@@ -314,7 +386,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             out=args.out,
             batch_size=args.batch_size,
             micro_batch=args.micro_batch or None,
-            names={"model": args.model or "none (pad scheme)", "classifier": args.classifier or _carried_name(model)},
+            names={
+                "model": args.model or f"none ({scheme['scheme']} scheme)",
+                "classifier": args.classifier or _carried_name(model),
+            },
             log=lambda m: print(m, flush=True),
             **scheme,
         )
@@ -382,7 +457,7 @@ def _add_classifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--classifier",
         default=None,
-        help=CLASSIFIER_HELP + " (default: svhn; decrypt: the one its files were made with)",
+        help=CLASSIFIER_HELP + " (default: svhn; decrypt and classify: the one the ciphertexts were made for)",
     )
     p.add_argument("--models", default=None, help=MODELS_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -393,9 +468,10 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
 
     from .batching import DEFAULT_MICRO_BATCH
     from .nae import NAEConfig
+    from .nae_digits import PRECISIONS
     from .ops.pad import DEFAULT_A
     from .options import add_options
-    from .schemes import SCHEMES
+    from .schemes import DIGITS_BASE, SCHEMES
 
     if needs_key:
         p.add_argument("--key", required=True, help="key file from `ric-ext keygen`")
@@ -403,9 +479,29 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
         "--scheme",
         default="auto",
         choices=("auto", *SCHEMES),
-        help="pad: a keyed one-time pad on the image's share, no networks (docs/scheme.md#pad); paper: the "
-        "paper's learned encoder (needs --model); auto: decrypt takes the scheme its files name, the other "
-        "commands paper when --model is given and pad otherwise (default: %(default)s)",
+        help="digits: the image in the low digit of each byte under a keyed pad, decrypted exactly with the key "
+        "alone (docs/scheme.md#digits); pad: the format-3 float pad, decrypted by replaying the attack; paper: "
+        "the paper's learned encoder (needs --model); auto: decrypt takes the scheme its files name, the other "
+        "commands paper when --model is given and digits otherwise (default: %(default)s)",
+    )
+    p.add_argument(
+        "--base",
+        type=int,
+        default=DIGITS_BASE,
+        help="digits scheme: the share's digit base; the NAE digit takes 256 // BASE values (default: %(default)s)",
+    )
+    p.add_argument(
+        "--bank",
+        default="auto",
+        help="digits scheme: where each image's attack starts: auto (the classifier's bundled NAE bank, or one "
+        "trained and cached in RIC_HOME on first use), none (the keyed noise), or a bank file (default: %(default)s)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="digits scheme: the attack steps' precision (the check is always float32); auto: bf16 where the "
+        "device has native bfloat16, else fp32 (default: %(default)s)",
     )
     p.add_argument(
         "--pad-a",
@@ -431,6 +527,9 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
         "bytes in any batch; 0 = whole batches (default: %(default)s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-report", action="store_true", help="encrypt/decrypt: no per-file line (lossless or lossy) on stdout"
+    )
 
 
 def _add_train(sub) -> None:
@@ -557,7 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of locally; only the pixels are sent",
     )
     cl.add_argument(
-        "--remote-model", default="svhn", help="with --url: the model's name on the server (default: %(default)s)"
+        "--remote-model",
+        default=None,
+        help="with --url: the model's name on the server (default: the classifier the ciphertexts' header names, "
+        "else svhn)",
     )
     cl.add_argument("--batch-size", type=int, default=64, help="with --url: images per request (default: %(default)s)")
     cl.set_defaults(func=_cmd_classify)
@@ -595,9 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--out", default=None, help="also write the report (grid, JSON) to this folder")
     de.add_argument(
         "--scheme",
-        default="pad",
-        choices=("pad", "paper"),
-        help="pad (no networks) or paper (the bundled SVHN networks) (default: %(default)s)",
+        default="digits",
+        choices=("digits", "pad", "paper"),
+        help="digits (exact, no networks), pad (format 3) or paper (the bundled SVHN networks) (default: %(default)s)",
     )
     de.set_defaults(func=_cmd_demo)
     return p

@@ -190,12 +190,15 @@ def load_image(path: PathLike, channels: int = 3, size: Optional[int] = None) ->
 
 
 def save_image(path: PathLike, image: torch.Tensor, *, overwrite: bool = False) -> None:
-    """(C, H, W) float in [0, 1] -> 8-bit PNG, written atomically."""
+    """(C, H, W) float in [0, 1] (rounded to 8 bits) or uint8 -> 8-bit PNG, written atomically."""
     from PIL import Image
 
     from .io_utils import atomic_write
 
-    arr = torch.clamp(torch.round(image.detach().float().cpu() * 255), 0, 255).to(torch.uint8).numpy()
+    if image.dtype == torch.uint8:
+        arr = image.detach().cpu().numpy()
+    else:
+        arr = torch.clamp(torch.round(image.detach().float().cpu() * 255), 0, 255).to(torch.uint8).numpy()
     img = Image.fromarray(arr[0], "L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), "RGB")
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"), overwrite=overwrite)
 

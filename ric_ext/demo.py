@@ -14,8 +14,10 @@ from .keys import Key
 from .models.registry import ASSETS, bundled_model_path, load_classifier, load_ric
 
 NOTES = {
-    "pad": "the pad scheme (no networks; docs/scheme.md#pad): recovery is the 8-bit rounding, ~44.8 dB; "
-    "`demo --scheme paper` runs the paper's scheme with the bundled networks",
+    "digits": "the digits scheme (docs/scheme.md#digits): the image travels losslessly compressed in each byte's "
+    "low digit under a keyed pad and decrypts bit for bit with the key alone; `demo --scheme pad` / `--scheme "
+    "paper` run the older schemes",
+    "pad": "the format-3 pad scheme (no networks; docs/scheme.md#pad): recovery is the 8-bit rounding, ~44.8 dB",
     "paper": "the paper's scheme with the bundled model (RIC width 32 trained on CPU, about 25,000 steps; "
     "not paper-grade; docs/models.md)",
 }
@@ -27,8 +29,8 @@ def load_samples() -> tuple:
     return torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(d["labels"])
 
 
-def run_demo(device: str = "cpu", out: Optional[str] = None, scheme: str = "pad") -> dict:
-    """Encrypt, classify and decrypt the 16 bundled samples with ``scheme`` ("pad" or "paper")."""
+def run_demo(device: str = "cpu", out: Optional[str] = None, scheme: str = "digits") -> dict:
+    """Encrypt, classify and decrypt the 16 bundled samples with ``scheme`` ("digits", "pad" or "paper")."""
     if scheme not in NOTES:
         raise ValueError(f"scheme must be one of {sorted(NOTES)}, got {scheme!r}")
     dev = torch.device(device)

@@ -22,7 +22,7 @@ from .keys import Key
 from .models.networks import RIC
 from .nae import NAEConfig
 from .ops.pad import DEFAULT_A
-from .schemes import default_scheme
+from .schemes import DIGITS_BASE, default_scheme
 
 
 @torch.no_grad()
@@ -40,6 +40,8 @@ def evaluate(
     nonces: Optional[torch.Tensor] = None,
     scheme: Optional[str] = None,
     pad_a: float = DEFAULT_A,
+    base: int = DIGITS_BASE,
+    bank="auto",
 ) -> dict:
     """Run encrypt -> classify -> decrypt on (B, C, H, W) images in [0, 1]; returns metrics and tensors.
 
@@ -49,13 +51,24 @@ def evaluate(
     ``metric_mode="paper"`` adds the authors' metrics (see :mod:`ric_ext.metrics`): PSNR of the
     unrounded reconstruction, SSIM with their uniform 11x11 window and with scikit-image's default 7x7.
     Mean PSNRs count an exact recovery (+inf) as ``metrics.PSNR_CAP`` dB; ``psnr_exact`` says how many.
+    ``base`` and ``bank`` are the digits scheme's (:class:`~ric_ext.cipher.Cipher`); its report also
+    says how many images travelled losslessly.
     """
     if metric_mode not in ("ours", "paper"):
         raise ValueError(f"metric_mode must be 'ours' or 'paper', got {metric_mode!r}")
     key = key or Key.generate()
     scheme = scheme or default_scheme(model)  # measuring the paper's scheme needs no warning
     cipher = Cipher(
-        model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, pad_a=pad_a
+        model,
+        classifier,
+        key,
+        nae,
+        batch_size=batch_size,
+        micro_batch=micro_batch,
+        scheme=scheme,
+        pad_a=pad_a,
+        base=base,
+        bank=bank,
     )
     ct = cipher.encrypt(images, nonces=nonces)
     x_hat = cipher.decrypt(ct)
@@ -79,10 +92,13 @@ def evaluate(
         "cipher_psnr": float(metrics.psnr(c, images).mean()),
         "cipher_ssim": float(metrics.ssim(c, images).mean()) if min(images.shape[-2:]) >= 11 else float("nan"),
         "wrong_key_psnr": float(metrics.psnr(x_wrong, images).mean()) if wrong else float("nan"),
-        "nae": cipher.nae.config.to_dict(),
+        "scheme": cipher.scheme.name,
+        "nae": cipher.nae_config.to_dict(),
         "nae_steps_mean": float(ct.steps.float().mean()) if len(ct) else float("nan"),
         "nae_steps_max": int(ct.steps.max()) if len(ct) else 0,
     }
+    if ct.lossless is not None:
+        res["lossless"] = int(ct.lossless.sum())
     if metric_mode == "paper":
         big = min(images.shape[-2:])
         res["metric_mode"] = "paper"
@@ -103,8 +119,16 @@ def format_table(res: dict) -> str:
             ("accuracy on plaintext", f"{100 * res['acc_plain']:.2f}%"),
             ("accuracy on ciphertext", f"{100 * res['acc_cipher']:.2f}%"),
         ]
+    rows.append(("label agreement (cipher vs plain)", f"{100 * res['agreement']:.2f}%"))
+    if "lossless" in res:
+        rows.append(
+            (
+                "recovery",
+                f"lossless, bit for bit: {res['lossless']} of {res['n']} images"
+                + ("" if res["lossless"] == res["n"] else " (the rest: lossy digits)"),
+            )
+        )
     rows += [
-        ("label agreement (cipher vs plain)", f"{100 * res['agreement']:.2f}%"),
         (
             "recovery PSNR",
             f"{res['psnr']:.2f} dB"

@@ -129,9 +129,11 @@ def encrypt_folder(
     size: Optional[int] = None,
     resume: bool = False,
     nonce_seed: Optional[bytes] = None,
+    on_file: Optional[Callable[[str, Optional[bool]], None]] = None,
 ) -> int:
     """Encrypt an image file or folder into ciphertext PNGs (batched by image size); returns the number of files
-    this process wrote.
+    this process wrote. ``on_file(output path, lossless)`` is called for each file written (``lossless``:
+    the digits scheme stored the image losslessly, else its lossy digits; None for the other schemes).
 
     ``size`` centre-crops and resizes every image to size x size first (see :func:`ric_ext.data.load_image`).
     Under ``torchrun`` each rank encrypts every WORLD_SIZE-th file: the files are the same bytes as one
@@ -161,16 +163,28 @@ def encrypt_folder(
                 ct = cipher.encrypt(x, nonce_source=derived_nonces(cipher.key, seed, names, x))
                 for i, (_, _, o) in enumerate(group):
                     write_png(o, ct[i], cipher.key)
+                    if on_file is not None:
+                        on_file(o, None if ct.lossless is None else bool(ct.lossless[i]))
                 bar.update(len(group))
         return total(len(todo))
 
 
-def decrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bool = True, resume: bool = False) -> int:
+def decrypt_folder(
+    cipher: Cipher,
+    inp: PathLike,
+    out: PathLike,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    on_file: Optional[Callable[[str, Optional[bool]], None]] = None,
+) -> int:
     """Decrypt a ciphertext PNG or folder of them into 8-bit PNG images; returns the number of files written.
 
-    Every file is authenticated before anything is decrypted from its batch. Under ``torchrun``
-    each rank decrypts every WORLD_SIZE-th file. ``resume`` skips outputs that exist after
-    checking each is an image of its ciphertext's shape; it never overwrites one.
+    Every file is authenticated before anything is decrypted from its batch, and format-4 images
+    are checked against their keyed digests (IntegrityError, never a different image). Under
+    ``torchrun`` each rank decrypts every WORLD_SIZE-th file. ``resume`` skips outputs that exist
+    after checking each is an image of its ciphertext's shape; it never overwrites one.
+    ``on_file(output path, lossless)`` is called for each file written (as :func:`encrypt_folder`).
     """
     from PIL import Image
 
@@ -193,8 +207,10 @@ def decrypt_folder(cipher: Cipher, inp: PathLike, out: PathLike, *, progress: bo
         todo = _my_share(pairs, resume, verify)
         with _progress(len(todo), "decrypt", progress and rank == 0) as bar:
             for group in _groups(todo, lambda f: read_png(f, cipher.key), cipher.batch_size):
-                x_hat = cipher.decrypt(Ciphertext.cat([g[0] for g in group]))
+                x_hat, lossless = cipher.decrypt_uint8(Ciphertext.cat([g[0] for g in group]))
                 for i, (_, _, o) in enumerate(group):
                     save_image(o, x_hat[i])
+                    if on_file is not None:
+                        on_file(o, None if lossless is None else bool(lossless[i]))
                 bar.update(len(group))
         return total(len(todo))

@@ -1,10 +1,11 @@
 """Secret keys: generation, passphrase derivation, subkeys, key files.
 
-A :class:`Key` holds 32 secret bytes. Two independent subkeys are derived with
-HKDF-SHA256 (RFC 5869): one seeds the ChaCha20 noise, one authenticates
-ciphertext files (HMAC-SHA256). The key never appears in ``repr``, ``str``,
-logs or exception messages; its public ``key_id`` (an HMAC of a constant) lets
-a file say "made under another key" without revealing anything.
+A :class:`Key` holds 32 secret bytes. Independent subkeys, one per purpose, are derived
+with HKDF-SHA256 (RFC 5869): the ChaCha20 noise, the pads of the image's share, the bank
+entry choice, the plaintext digests, and the authentication of ciphertext files
+(HMAC-SHA256). The key never appears in ``repr``, ``str``, logs or exception messages; its
+public ``key_id`` (an HMAC of a constant) lets a file say "made under another key" without
+revealing anything.
 """
 
 from __future__ import annotations
@@ -86,6 +87,21 @@ class Key:
     def pad_key(self) -> bytes:
         """32-byte ChaCha20 key for the "pad" scheme's one-time pad (independent of the noise key)."""
         return hkdf_sha256(self._secret, b"ric-ext v1 pad")
+
+    @property
+    def digit_key(self) -> bytes:
+        """32-byte ChaCha20 key for the "digits" scheme's digit pad (format 4)."""
+        return hkdf_sha256(self._secret, b"ric-ext v4 digit pad")
+
+    @property
+    def bank_key(self) -> bytes:
+        """Chooses each image's NAE bank entry in the "digits" scheme (:mod:`ric_ext.bank`)."""
+        return hkdf_sha256(self._secret, b"ric-ext v4 bank entry")
+
+    @property
+    def digest_key(self) -> bytes:
+        """HMAC-SHA256 key of the plaintext digests that format-4 decryption checks."""
+        return hkdf_sha256(self._secret, b"ric-ext v4 plaintext digest")
 
     @property
     def mac_key(self) -> bytes:

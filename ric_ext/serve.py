@@ -21,7 +21,7 @@ count, shape, size, channel count or datatype, or values outside [0, 1] (400).
 from __future__ import annotations
 
 import contextlib
-import os
+import importlib.util
 import sys
 import uuid
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
@@ -37,8 +37,37 @@ DEFAULT_MAX_BATCH = 1024
 INPUT_NAME = "images"
 
 
+SERVE_EXTRA = 'pip install "ric_ext[serve]"'
+
+
+def _missing(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is None
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
+
+
+def check_serve_extra(client_only: bool = False) -> None:
+    """Raise MissingDependencyError, saying what to install, unless the serve extra's packages are there."""
+    from .errors import MissingDependencyError
+
+    needed = {"tritonclient": "tritonclient[http]"}
+    if not client_only:
+        needed = {"kserve": "kserve", **needed}
+    missing = [pkg for mod, pkg in needed.items() if _missing(mod)]
+    if missing:
+        what = "classify --url" if client_only else "ric-ext serve"
+        raise MissingDependencyError(
+            f"{what} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+            f"run `{SERVE_EXTRA}`"
+        )
+
+
 def _import_kserve():
     """kserve parses sys.argv when imported (its own flags); keep ours away from it."""
+    check_serve_extra()
     argv = sys.argv
     sys.argv = argv[:1]
     try:
@@ -206,6 +235,7 @@ def _client(url: str):
     """A Triton v2 HTTP client for ``url`` (http://HOST:PORT) and the exceptions to translate."""
     from urllib.parse import urlparse
 
+    check_serve_extra(client_only=True)
     import tritonclient.http as httpclient
 
     parsed = urlparse(url if "://" in url else "http://" + url)
@@ -287,9 +317,8 @@ def remote_classify(
 
 
 def model_name_for(spec: Optional[str]) -> str:
-    """A v2 model name from a --classifier value: the built-in or stored name, or the file's stem."""
-    if not spec:
-        return "svhn"
-    base = os.path.basename(spec.rstrip("/"))
-    stem = base[:-4] if base.endswith(".pt2") else os.path.splitext(base)[0]
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in (stem or "classifier"))
+    """A v2 model name from a --classifier value: the built-in or stored name, or the file's stem
+    (:func:`ric_ext.models.registry.served_name`, also what a format-4 header records)."""
+    from .models.registry import served_name
+
+    return served_name(spec)

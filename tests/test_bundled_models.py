@@ -45,12 +45,17 @@ def test_archived_models_are_checked_and_their_absence_explained(monkeypatch, tm
 
 
 def test_the_installed_package_ships_only_the_current_models():
-    # The wheel carries the current RIC models (and their settings), the two bundled classifiers and the
-    # demo's samples:
+    # The wheel carries the current RIC models (and their settings), the two bundled classifiers and their
+    # NAE banks, and the demo's samples:
     # at most 20 MB of weights (issue 19); superseded weights are in models/archive/.
     files = sorted(os.listdir(ASSETS))
+    assert sorted(os.listdir(os.path.join(ASSETS, "banks"))) == [
+        "20cd9b35655b9d6f_b64_3x64x64.npz",  # lfw
+        "5488361499244a0c_b64_3x32x32.npz",  # svhn
+    ]
     assert files == [
         "PROVENANCE.md",
+        "banks",
         "lfw_identity.pt",
         "model_settings.json",
         "ric_faces64_v6.pt",
@@ -138,7 +143,12 @@ def test_provenance_lists_every_shipped_file_with_its_sha256():
 
     with open(os.path.join(ASSETS, "PROVENANCE.md")) as f:
         rows = dict(re.findall(r"^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$", f.read(), re.M))
-    shipped = sorted(f for f in os.listdir(ASSETS) if f != "PROVENANCE.md")
+    shipped = sorted(
+        os.path.relpath(os.path.join(d, f), ASSETS).replace(os.sep, "/")
+        for d, _, files in os.walk(ASSETS)
+        for f in files
+        if f != "PROVENANCE.md"
+    )
     assert sorted(rows) == shipped
     for name, sha in rows.items():
         with open(os.path.join(ASSETS, name), "rb") as f:

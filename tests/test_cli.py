@@ -393,6 +393,8 @@ def test_decrypt_finds_the_classifier_by_fingerprint(workspace):
         d / "faces_enc",
         "--classifier",
         "lfw",
+        "--scheme",
+        "pad",
         "--nae-lr",
         "0.05",
         "--nae-steps",
@@ -468,3 +470,56 @@ def test_every_option_of_every_command_has_help():
         assert action.help and action.help is not argparse.SUPPRESS and len(action.help) > 8, what
         seen += 1
     assert seen > 100  # every command's options, not just a few
+
+
+def test_digits_scheme_on_the_command_line(workspace, tmp_path):
+    # The default scheme: encrypt says per file how the image travels, decrypt gives it back bit for
+    # bit with the key alone (no --classifier, no --model), and a re-encoded ciphertext says so.
+    d = workspace
+    _run("keygen", "--out", tmp_path / "k.json")
+    key = ["--key", tmp_path / "k.json", "--no-progress"]
+    p = _run("encrypt", "--input", d / "plain", "--output", tmp_path / "ct", *key)
+    assert sorted(line.split("\t")[1] for line in p.stdout.splitlines() if "\t" in line) == ["lossless"] * 3
+    with Image.open(tmp_path / "ct" / "img0.png") as im:
+        header = json.loads(im.text["ric-ext"])
+    assert (header["version"], header["scheme"], header["classifier_name"]) == (4, "digits", "svhn")
+    p = _run("decrypt", "--input", tmp_path / "ct", "--output", tmp_path / "back", *key)
+    assert "img1.png\tlossless" in p.stdout
+    for i in range(3):
+        with Image.open(d / "plain" / f"img{i}.png") as a, Image.open(tmp_path / "back" / f"img{i}.png") as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    (tmp_path / "jpg").mkdir()
+    with Image.open(tmp_path / "ct" / "img0.png") as im:
+        im.save(tmp_path / "jpg" / "img0.jpg", quality=95)
+    p = _run("decrypt", "--input", tmp_path / "jpg", "--output", tmp_path / "jpg_back", *key, ok=False)
+    assert p.returncode == 2 and "re-encoded" in p.stderr and "Traceback" not in p.stderr
+    p = _run("encrypt", "--input", d / "plain", "--output", tmp_path / "ct2", *key, "--no-report")
+    assert "lossless" not in p.stdout
+
+
+def test_classify_defaults_to_the_classifier_the_header_names(tmp_path):
+    # Faces ciphertexts made for the lfw classifier: `classify` with no --classifier uses lfw, not svhn.
+    (tmp_path / "faces").mkdir()
+    ramp = (np.arange(64)[:, None] + np.arange(64)[None, :]).astype(np.uint8)
+    for i in range(2):
+        Image.fromarray(np.stack([ramp + 20 * i, ramp, 255 - ramp], -1)).save(tmp_path / "faces" / f"f{i}.png")
+    _run("keygen", "--out", tmp_path / "k.json")
+    key = ["--key", tmp_path / "k.json", "--no-progress"]
+    _run("encrypt", "--input", tmp_path / "faces", "--output", tmp_path / "ct", "--classifier", "lfw", *key)
+    default = _run("classify", "--input", tmp_path / "ct").stdout
+    assert default == _run("classify", "--input", tmp_path / "ct", "--classifier", "lfw").stdout
+    assert default != _run("classify", "--input", tmp_path / "ct", "--classifier", "svhn").stdout
+
+
+def test_missing_extras_are_named_not_tracebacks(tmp_path):
+    for blocked, argv, what in (
+        ("kserve", ["serve"], "ric-ext serve needs kserve"),
+        ("tritonclient", ["classify", "--input", str(tmp_path), "--url", "http://127.0.0.1:9"], "classify --url"),
+    ):
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+        code = (
+            f"import sys; sys.modules[{blocked!r}] = None; from ric_ext.__main__ import main; sys.exit(main({argv!r}))"
+        )
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert p.returncode == 2 and what in p.stderr and 'pip install "ric_ext[serve]"' in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr

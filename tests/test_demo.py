@@ -23,12 +23,30 @@ def test_demo_end_to_end(tmp_path):
     lines = {k.strip(): v.strip() for k, v in lines.items()}
     # Needs nothing outside the package (no ../shared): classifier, weights and samples are bundled.
     assert lines["label agreement (cipher vs plain)"] == "100.00%"
-    # The bundled model's measured quality on these 16 images is ~37 dB (docs/diaries/svhn.md);
-    # a floor well below it catches a broken model or pipeline, not noise.
-    assert float(lines["recovery PSNR"].split()[0]) > 25.0
+    # The default digits scheme gives every sample back bit for bit (docs/scheme.md#digits).
+    assert lines["recovery"] == "lossless, bit for bit: 16 of 16 images"
+    assert lines["recovery PSNR"].startswith("100.00 dB (16 exact")
     assert float(lines["wrong-key decryption PSNR"].split()[0]) < 15.0
     assert float(lines["ciphertext vs plaintext PSNR"].split()[0]) < 15.0
     assert os.path.isfile(tmp_path / "demo" / "grid.png")
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, BUNDLED_MODEL)), reason="bundled model not installed")
+def test_demo_paper_scheme(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "ric_ext", "demo", "--scheme", "paper"],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env={**os.environ, "RIC_MODELS": "/nonexistent"},
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = dict(l.rsplit("  ", 1) for l in p.stdout.splitlines() if "  " in l and not l.startswith("("))
+    lines = {k.strip(): v.strip() for k, v in lines.items()}
+    # The bundled model's measured quality on these 16 images is ~37 dB (docs/diaries/svhn.md);
+    # a floor well below it catches a broken model or pipeline, not noise.
+    assert float(lines["recovery PSNR"].split()[0]) > 25.0
+    assert "recovery" not in lines  # the lossless line is the digits scheme's
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, BUNDLED_MODEL)), reason="bundled model not installed")

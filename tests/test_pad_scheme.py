@@ -61,14 +61,15 @@ def test_schemes_do_not_mix(padded, tiny_trained, svhn_classifier):
         other_a.decrypt(ct)
     with pytest.raises(TypeError, match="must be a ric_ext RIC module"):
         Cipher(None, svhn_classifier, cipher.key, scheme="paper")
-    # the default follows the model: none means the pad scheme, a RIC model means the paper's
-    assert Cipher(None, svhn_classifier, cipher.key).scheme.name == "pad"
+    # the default follows the model: none means the digits scheme, a RIC model means the paper's
+    assert Cipher(None, svhn_classifier, cipher.key).scheme.name == "digits"
     with pytest.warns(PaperSchemeWarning, match="leak a blurred image"):
         assert Cipher(tiny_trained, svhn_classifier, cipher.key).scheme.name == "paper"
-    with warnings.catch_warnings():  # chosen by name, or the pad: no warning
+    with warnings.catch_warnings():  # chosen by name, or no model: no warning
         warnings.simplefilter("error")
         Cipher(tiny_trained, svhn_classifier, cipher.key, scheme="paper")
         Cipher(None, svhn_classifier, cipher.key)
+        Cipher(None, svhn_classifier, cipher.key, scheme="pad")
     with pytest.raises(ValueError, match="scheme must be one of"):
         Cipher(None, svhn_classifier, cipher.key, scheme="xor")
     with pytest.raises(ValueError, match="pad scheme needs"):

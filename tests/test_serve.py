@@ -88,6 +88,8 @@ def test_encrypt_remote_classify_decrypt(server, tmp_path, svhn_images, monkeypa
     remote = _run("classify", "--url", server, "--remote-model", "svhn", "--input", tmp_path / "ct",
                   "--batch-size", "4")  # fmt: skip
     assert remote == local and len(local.splitlines()) == 6  # 100% agreement, same lines
+    # with no --remote-model, the model is the classifier the ciphertexts' header names (svhn here)
+    assert _run("classify", "--url", server, "--input", tmp_path / "ct") == local
     # ... and the cloud labels ciphertexts as the owner's classifier labels the plaintexts
     assert [ln.split("\t")[1] for ln in local.splitlines()] == [
         ln.split("\t")[1] for ln in _run("classify", "--input", tmp_path / "plain").splitlines()
@@ -102,6 +104,19 @@ def test_encrypt_remote_classify_decrypt(server, tmp_path, svhn_images, monkeypa
     assert _run("classify", "--url", server, "--remote-model", "svhn", "--input", tmp_path / "photo") == _run(
         "classify", "--input", tmp_path / "photo"
     )
+
+    # ciphertexts made for another classifier ask the server for that one, by the name their header records
+    (tmp_path / "face").mkdir()
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+        tmp_path / "face" / "f.png"
+    )
+    _run("encrypt", "--key", key, "--input", tmp_path / "face", "--output", tmp_path / "fct", "--classifier", "lfw",
+         "--no-progress")  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "ric_ext", "classify", "--input", str(tmp_path / "fct"), "--url", server],
+        capture_output=True, text=True, env=dict(os.environ, RIC_MODELS=MODELS),
+    )  # fmt: skip
+    assert p.returncode == 2 and "lfw" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
     # the client's errors are messages, not tracebacks
     for args, message in (

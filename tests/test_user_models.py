@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from ric_ext import Cipher, Key
+from ric_ext.cipher import DIGITS_NAE
 from ric_ext.errors import CheckpointError
 from ric_ext.fileformat import peek_header
 from ric_ext.models import (
@@ -155,12 +156,16 @@ def test_cipher_uses_the_carried_nae_settings_unless_given():
     faces, lfw = load_ric("faces"), load_classifier("lfw")
     assert Cipher(faces, lfw, Key.generate()).nae.config.lr == 0.05
     assert Cipher(faces, lfw, Key.generate(), NAEConfig(lr=0.02)).nae.config.lr == 0.02
-    pad = Cipher(None, lfw, Key.generate()).nae.config  # the lfw classifier's own (docs/security.md)
+    pad = Cipher(None, lfw, Key.generate(), scheme="pad").nae_config  # the lfw classifier's own (docs/security.md)
     assert (pad.lr, pad.check_margin, pad.decorrelate) == (0.05, 2.0, 0.5)
-    assert Cipher(None, load_classifier("svhn"), Key.generate()).nae.config == NAEConfig(check_margin=2.0)
+    svhn = Cipher(None, load_classifier("svhn"), Key.generate(), scheme="pad").nae_config
+    assert svhn == NAEConfig(check_margin=2.0)
     mine = load_classifier("svhn")
     del mine.ric_settings  # a classifier that carries nothing gets NAEConfig's defaults
-    assert Cipher(None, mine, Key.generate()).nae.config == NAEConfig()
+    assert Cipher(None, mine, Key.generate(), scheme="pad").nae_config == NAEConfig()
+    # the digits scheme has its own attack settings (the carried ones were measured for the pad)
+    assert Cipher(None, lfw, Key.generate()).nae_config == DIGITS_NAE
+    assert Cipher(None, lfw, Key.generate(), NAEConfig(lr=0.3)).nae_config.lr == 0.3
 
 
 def test_save_ric_keeps_settings(tmp_path, tiny_trained):

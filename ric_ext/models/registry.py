@@ -134,6 +134,18 @@ def models_dir(models: Optional[PathLike] = None) -> Optional[str]:
     return os.fspath(path) if path else None
 
 
+def served_name(spec: Optional[str]) -> str:
+    """The name a classifier goes by (``--classifier`` value -> ``ric-ext serve``'s model name, and the
+    ``classifier_name`` a format-4 header records): a built-in or stored name as it is, a file's stem,
+    a ``module:function``'s function; characters outside [A-Za-z0-9._-] become '-'."""
+    if not spec:
+        return "svhn"
+    base = os.path.basename(spec.rstrip("/"))
+    stem = base[:-4] if base.endswith(".pt2") else os.path.splitext(base)[0]
+    stem = stem.rsplit(":", 1)[-1]
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in (stem or "classifier"))
+
+
 def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
     """A classifier (input [0, 1], eval mode) by name or from a file.
 
@@ -146,7 +158,16 @@ def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
     - the name of a classifier in the user's model store (``ric-ext models add``);
     - a ``.pt2`` (torch.export) or TorchScript file, or ``package.module:function``
       (:mod:`ric_ext.models.classifier_files`).
+
+    The classifier carries ``ric_name`` (:func:`served_name`), an attribute no fingerprint covers.
     """
+    clf = _load_classifier(name, models)
+    clf.ric_name = served_name(name)
+    return clf
+
+
+def _load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
+    """The classifier behind :func:`load_classifier`."""
     from . import store
     from .classifier_files import is_import_path, load_classifier_file, load_classifier_import
 

@@ -22,7 +22,7 @@ from ..models.networks import RIC
 from ..nae import NAEConfig
 from ..ops.pad import DEFAULT_A
 from ..options import opt
-from ..schemes import default_scheme
+from ..schemes import DIGITS_BASE, default_scheme
 from .attacks import SECTIONS, AttackConfig, run_attacks
 from .inversion import PRECISIONS, InversionSettings
 from .public_model import PublicModelSettings
@@ -142,6 +142,8 @@ def run_protocol(
     log: Callable[[str], None] = lambda s: None,
     scheme: Optional[str] = None,
     pad_a: float = DEFAULT_A,
+    base: int = DIGITS_BASE,
+    bank="auto",
 ) -> dict:
     """Encrypt the protocol's images under a fresh key, run ``attacks`` and write the report to ``out``.
 
@@ -180,7 +182,16 @@ def run_protocol(
     key = Key.generate()
     scheme = scheme or default_scheme(model)  # measuring the paper's scheme needs no warning
     cipher = Cipher(
-        model, classifier, key, nae, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, pad_a=pad_a
+        model,
+        classifier,
+        key,
+        nae,
+        batch_size=batch_size,
+        micro_batch=micro_batch,
+        scheme=scheme,
+        pad_a=pad_a,
+        base=base,
+        bank=bank,
     )
     public_x = distractor_x = None
     if "public_model" in attacks:
@@ -195,8 +206,12 @@ def run_protocol(
         "key id": key.key_id + " (a fresh key)",
         "data": desc,
         "reference images": ref_desc,
-        "NAE settings": json.dumps(cipher.nae.config.to_dict()),
-        "micro_batch": cipher.micro_batch,
+        "NAE settings": json.dumps(cipher.nae_config.to_dict()),
+        **(
+            {"micro_batch": cipher.micro_batch}
+            if cipher.replays
+            else {"base": cipher.scheme.base, "NAE start": "bank" if cipher.bank_spec is not None else "keyed noise"}
+        ),
     }
     write_report(res, out, context)
     return res

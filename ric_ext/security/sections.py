@@ -144,6 +144,19 @@ def inversion_section(run: Run) -> None:
         "inversion_b",
         False,
     )
+    if not cipher.replays:
+        run.log("nonce reuse, algebraic (digits scheme)")
+        guess = reused_nonce_attack(cipher, sp, run.attack_x[:1], st)
+        run.images["nonce_reuse_algebraic"] = guess
+        run.rows.append(
+            run.sc.row(
+                "inversion",
+                "(b') one nonce for all, algebraic: one known pair gives the digit pad, which decrypts the rest",
+                guess,
+                {"known pairs": 1},
+                target=False,
+            )
+        )
     _invert(
         run,
         "(c) known pairs + public nonce and label as input",
@@ -154,25 +167,50 @@ def inversion_section(run: Run) -> None:
     )
 
 
+def reused_nonce_attack(cipher: Cipher, ct_known: Ciphertext, x_known: torch.Tensor, ct: Ciphertext) -> torch.Tensor:
+    """What nonce reuse gives away under the digits scheme: from one known (ciphertext, plaintext)
+    pair under the reused nonce, the pad is k = m - d mod base (d: the public layout of the known
+    image's compressed payload), and every other ciphertext under that nonce unpads with it.
+    Returns the guesses (float in [0, 1]): the images themselves where their payload decodes."""
+    import numpy as np
+
+    from .. import payload
+
+    s = cipher.scheme
+    x8 = torch.round(x_known[:1] * 255).to(torch.uint8).numpy()
+    lay = payload.layout(s.base, tuple(x8.shape[1:]))
+    d, _ = payload.pack(x8, lay, [payload.compress(x8[0], lay)])
+    k = (ct_known.pixels[:1].reshape(1, -1).numpy().astype(np.int64) % s.base - d.astype(np.int64)) % s.base
+    digits = ((ct.pixels.reshape(len(ct), -1).numpy().astype(np.int64) % s.base - k) % s.base).astype(np.uint8)
+    items, _ = payload.unpack(digits, lay)
+    noise = payload.lossy_image(digits, s.base).reshape(len(ct), *lay.shape)
+    out = np.stack([it if isinstance(it, np.ndarray) else noise[i] for i, it in enumerate(items)])
+    return torch.from_numpy(out).float() / 255.0
+
+
 def keys_section(run: Run) -> None:
     """Decryption with wrong keys, labels and nonces; NPCR/UACI, histogram and adjacent-pixel statistics."""
     run.log("key sensitivity and ciphertext statistics")
     cipher, ct_test, test_x = run.cipher, run.ct_test, run.test_x
     near = cipher.key.with_flipped_bit(0)
-    variants = {  # name: (NAEs, the key that decodes)
-        "decrypt with another key": (run.z_wrong, run.wrong_key),
-        "decrypt with the key one bit away": (cipher.regenerate(ct_test, key=near), near),
-        "right key, wrong label": (
-            cipher.regenerate(_with(ct_test, labels=(ct_test.labels + 1) % run.num_classes)),
-            cipher.key,
-        ),
+    wrong_nonces = torch.randint(0, 256, ct_test.nonces.shape, dtype=torch.uint8)
+    variants = {  # name: (NAEs, the key that decodes, the nonces it decodes with)
+        "decrypt with another key": (run.z_wrong, run.wrong_key, ct_test.nonces),
+        "decrypt with the key one bit away": (cipher.regenerate(ct_test, key=near), near, ct_test.nonces),
         "right key, wrong nonce": (
-            cipher.regenerate(_with(ct_test, nonces=torch.randint(0, 256, ct_test.nonces.shape, dtype=torch.uint8))),
+            cipher.regenerate(_with(ct_test, nonces=wrong_nonces)),
             cipher.key,
+            wrong_nonces if not cipher.replays else ct_test.nonces,
         ),
     }
-    for name, (z, key) in variants.items():
-        rec = _decode(cipher, ct_test, ct_test.pixels, z, key)
+    if cipher.replays:  # the digits scheme's decryption does not use the label: no such row
+        variants["right key, wrong label"] = (
+            cipher.regenerate(_with(ct_test, labels=(ct_test.labels + 1) % run.num_classes)),
+            cipher.key,
+            ct_test.nonces,
+        )
+    for name, (z, key, nonces) in variants.items():
+        rec = cipher.decode(_with(ct_test, nonces=nonces), z, key=key)
         run.images.setdefault("wrong_key", rec)
         # Targets apply to the attacker's situation (another key); the right-key rows show how much of
         # the NAE is fixed by key + nonce alone (label and nonce are public anyway).
@@ -267,16 +305,32 @@ def ciphertext_only_section(run: Run) -> None:
     run.images["reencryption_mean"] = cs.mean(1)
 
 
+def _refused(cipher: Cipher, ct: Ciphertext) -> float:
+    """The fraction of ``ct``'s images that checked decryption refuses (IntegrityError), one at a time."""
+    from ..errors import IntegrityError
+
+    refused = 0
+    for i in range(len(ct)):
+        try:
+            cipher.decrypt_uint8(ct[i])
+        except IntegrityError:
+            refused += 1
+    return refused / max(len(ct), 1)
+
+
 def robustness_section(run: Run) -> None:
     """Label agreement and recovery after JPEG and Gaussian noise on the ciphertext pixels."""
     run.log("robustness to JPEG and noise")
     cipher, cfg, ct_test, test_x = run.cipher, run.cfg, run.ct_test, run.test_x
 
     def measure(p: torch.Tensor) -> dict:
-        return {
+        out = {
             "agreement": metrics.agreement(cipher.predict(p), ct_test.labels),
             "psnr": score(_decode(cipher, ct_test, p, run.z_test), test_x)["psnr"],
         }
+        if not cipher.replays:  # what decryption does with the modified pixels: refuse, or return the image
+            out["refused"] = _refused(cipher, _with(ct_test, pixels=p))
+        return out
 
     rob = {"jpeg": [{"quality": q, **measure(_jpeg(ct_test.pixels, q))} for q in cfg.jpeg_qualities], "noise": []}
     g = torch.Generator().manual_seed(0)

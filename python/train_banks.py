@@ -1,0 +1,61 @@
+"""Train the NAE banks that ship with the bundled classifiers (ric_ext/assets/banks/).
+
+    python python/train_banks.py --classifier svhn --out ric_ext/assets/banks
+    python python/train_banks.py --classifier lfw --out ric_ext/assets/banks
+
+A bank depends only on the classifier's weights, the digit base and the image shape
+(ric_ext/bank.py); this recipe records its settings, time and pass rates in the file and
+prints them for ric_ext/assets/PROVENANCE.md. A user's own classifier gets its bank the
+same way on first use (Cipher, bank="auto"), cached in $RIC_HOME/banks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+
+import torch
+
+from ric_ext.bank import BankSettings, file_name, train_bank
+from ric_ext.models import load_classifier
+from ric_ext.options import add_options, from_options
+from ric_ext.schemes import DIGITS_BASE
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--classifier", required=True, help="a classifier name or file (as --classifier elsewhere)")
+    p.add_argument("--models", default=None, help="classifier folder (default: RIC_MODELS)")
+    p.add_argument("--base", type=int, default=DIGITS_BASE, help="the digit base (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None, help="image size (default: the classifier's input size)")
+    p.add_argument("--out", required=True, help="folder for the bank file")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_options(p, BankSettings, prefix="bank")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clf = load_classifier(args.classifier, args.models)
+    size = args.size or getattr(clf, "input_size", None)
+    if size is None:
+        raise SystemExit("--size is needed: the classifier states no input size")
+    shape = (getattr(clf, "channels", 3), size, size)
+    settings = from_options(BankSettings, args, prefix="bank")
+    bank = train_bank(clf, shape, args.base, settings, log=print)
+    bank.meta["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    bank.meta["torch"] = torch.__version__
+    bank.meta["classifier_name"] = args.classifier
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, file_name(bank.classifier, args.base, shape))
+    bank.save(path)
+    summary = {k: v for k, v in bank.meta.items() if k != "pass_rate"}
+    rates = torch.tensor(bank.meta["pass_rate"])
+    summary["pass_rate_min"], summary["pass_rate_mean"] = float(rates.min()), float(rates.mean())
+    print(json.dumps({"file": path, "bytes": os.path.getsize(path), **summary}, indent=1, default=str))
+    assert dataclasses.asdict(settings) == bank.meta["settings"]
+
+
+if __name__ == "__main__":
+    main()

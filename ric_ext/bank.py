@@ -1,0 +1,274 @@
+"""Per-label NAE banks for the "digits" scheme: where each image's attack starts.
+
+A bank holds, for every label y of one classifier and one digit base, ``entries`` NAE digit
+patterns q (uint8, values < 256 // base), each trained once so that the ciphertext
+``base * q + m`` is labelled y for almost any share m: an expectation over random shares
+(EOT) of the attack's C&W loss, with the straight-through rounding of
+:mod:`ric_ext.nae_digits`. An image then usually passes the ciphertext check with no attack
+step at all, so encryption costs about one classifier forward on its ciphertext.
+
+Which entry an image starts from is chosen by the key and the nonce (``Key.bank_key``), so
+the ciphertexts of one label do not all share one pattern. Nothing in a bank depends on any
+image: the ciphertext still depends only on the label, the key, the nonce and the (padded,
+uniform) share.
+
+Banks are files (``.npz``: ``q`` and a JSON ``meta``), fingerprinted by the classifier's
+weights and the base. The bundled classifiers' banks ship in ``ric_ext/assets/banks/``; any
+other classifier's bank is trained on first use and cached in the model store
+(``$RIC_HOME/banks``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import ops
+from .batching import batch_slices, fast_layout
+from .checks import check_int
+from .io_utils import atomic_write_bytes
+from .nae_digits import levels_of, quantise
+from .options import opt
+
+PathLike = Union[str, "os.PathLike[str]"]
+FORMAT = "ric-ext-nae-bank"
+ASSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "banks")
+
+
+@dataclass(frozen=True)
+class BankSettings:
+    """How a bank is trained (recorded in its file; each field's help is also its ``--bank-*`` option)."""
+
+    entries: int = opt(4, "NAE patterns per label (the key and nonce choose one per image)")
+    steps: int = opt(60, "EOT Adam steps")
+    shares: int = opt(2, "random shares per entry per step (the expectation's sample)")
+    lr: float = opt(0.05, "the EOT attack's Adam learning rate")
+    c: float = opt(10.0, "C&W weight c")
+    kappa: float = opt(8.0, "the C&W confidence the EOT loss pushes every sampled share to")
+    decorrelate: float = opt(
+        0.5,
+        "weight (per subpixel) of a penalty on each pattern's squared adjacent-pixel correlations "
+        "(horizontal, vertical, diagonal), so that its ciphertexts stay as uncorrelated as noise "
+        "(docs/security.md); 0: off",
+    )
+    seed: int = opt(0, "the public seed of the starting noise and the sampled shares")
+    validate_shares: int = opt(64, "fresh random shares per entry for the recorded pass rate")
+    ct_margin: float = opt(1.0, "the ciphertext check's margin (as NAEConfig.ct_margin) for the pass rate")
+    batch: int = opt(512, "images per forward/backward")
+
+    def __post_init__(self) -> None:
+        for name in ("entries", "steps", "shares", "validate_shares", "batch"):
+            check_int(name, getattr(self, name), 1)
+        if not self.lr > 0 or not self.c > 0 or not self.kappa >= 0:
+            raise ValueError("bank lr and c must be > 0 and kappa >= 0")
+
+
+@dataclass
+class NAEBank:
+    """The bank of one classifier at one base: ``q`` is (labels, entries, C, H, W) uint8."""
+
+    q: torch.Tensor
+    base: int
+    classifier: str  #: the classifier's weights fingerprint
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return self.q.shape[0]
+
+    @property
+    def entries(self) -> int:
+        return self.q.shape[1]
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return tuple(self.q.shape[2:])
+
+    def __repr__(self) -> str:
+        return (
+            f"NAEBank(labels={self.num_labels}, entries={self.entries}, shape={self.shape}, base={self.base}, "
+            f"classifier={self.classifier[:16]}...)"
+        )
+
+    def starts(self, labels: torch.Tensor, nonces: torch.Tensor, bank_key: bytes) -> torch.Tensor:
+        """(B, C, H, W) uint8 start digits: entry ``j`` of each image's label, j from (key, nonce)."""
+        labels = labels.to(torch.int64).cpu()
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_labels):
+            raise ValueError(f"labels must be in [0, {self.num_labels}) for this bank")
+        if self.entries == 1:
+            j = torch.zeros_like(labels)
+        else:
+            zeros = torch.zeros(labels.shape[0], 1, dtype=torch.uint8)
+            j = ops.keyed_digit_pad(zeros, bank_key, nonces.cpu(), self.entries)[:, 0].to(torch.int64)
+        return self.q[labels, j]
+
+    # -- files ----------------------------------------------------------------------------
+    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
+        buf = io.BytesIO()
+        meta = dict(self.meta, format=FORMAT, version=1, base=self.base, classifier=self.classifier)
+        np.savez_compressed(buf, q=self.q.numpy(), meta=np.array(json.dumps(meta, sort_keys=True)))
+        atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: PathLike) -> NAEBank:
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as d:
+                meta = json.loads(str(d["meta"]))
+                q = torch.from_numpy(np.array(d["q"], dtype=np.uint8))
+            if meta.get("format") != FORMAT or meta.get("version") != 1 or q.dim() != 5:
+                raise ValueError("not a bank file")
+            base = int(meta["base"])
+            if int(q.max()) >= levels_of(base):
+                raise ValueError("digits out of range")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a ric_ext NAE bank ({exc})") from None
+        return cls(q, base, str(meta["classifier"]), meta)
+
+
+def file_name(fingerprint: str, base: int, shape: Sequence[int]) -> str:
+    """The bank file's name: the classifier's fingerprint (16 hex digits), the base and the image shape."""
+    return f"{fingerprint[:16]}_b{base}_{'x'.join(str(int(s)) for s in shape)}.npz"
+
+
+def cache_dir() -> str:
+    from .models.store import home
+
+    return os.path.join(home(), "banks")
+
+
+def find(fingerprint: str, base: int, shape: Sequence[int]) -> Optional[str]:
+    """The bank file for a classifier fingerprint, base and image shape: bundled, else cached; None if neither."""
+    for folder in (ASSET_DIR, cache_dir()):
+        path = os.path.join(folder, file_name(fingerprint, base, shape))
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _num_classes(classifier: nn.Module, shape: Sequence[int], device: torch.device) -> int:
+    with torch.no_grad():
+        return int(classifier(torch.zeros(1, *shape, device=device)).shape[1])
+
+
+def train_bank(
+    classifier: nn.Module,
+    shape: Sequence[int],
+    base: int,
+    settings: BankSettings = BankSettings(),
+    *,
+    num_classes: Optional[int] = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda s: None,
+) -> NAEBank:
+    """Train the bank of ``classifier`` for (C, H, W) images at digit ``base`` (EOT over random shares).
+
+    Every entry starts from public keyed noise (``settings.seed``) and takes ``settings.steps``
+    Adam steps on the mean C&W loss of ``settings.shares`` fresh random shares per step. The
+    file records each entry's pass rate on ``validate_shares`` fresh shares.
+    """
+    from tqdm import tqdm
+
+    from .keys import hkdf_sha256
+    from .models.classifiers import fingerprint
+
+    s = settings
+    classifier = classifier.eval()
+    dev = next(iter(list(classifier.parameters()) + list(classifier.buffers())), torch.zeros(0)).device
+    shape = tuple(int(v) for v in shape)
+    K = num_classes or _num_classes(classifier, shape, dev)
+    levels = levels_of(base)
+    n = K * s.entries
+    labels = torch.arange(K, device=dev).repeat_interleave(s.entries)
+    seed_key = hkdf_sha256(s.seed.to_bytes(8, "big"), b"ric-ext nae bank start")
+    nonces = torch.zeros(n, 12, dtype=torch.uint8)
+    nonces[:, :8] = torch.tensor([list(i.to_bytes(8, "big")) for i in range(n)], dtype=torch.uint8)
+    w = ops.keyed_uniform(seed_key, nonces.to(dev), shape, tanh_space=True).contiguous()
+    mom, vel = torch.zeros_like(w), torch.zeros_like(w)
+    z = (torch.tanh(w) + 1) / 2
+    gen = torch.Generator(device="cpu").manual_seed(s.seed)
+    scale = base * levels / 255.0
+    t0 = time.perf_counter()
+    for t in tqdm(range(s.steps), desc="NAE bank", unit="step", disable=not progress):
+        grad = torch.zeros_like(z)
+        for sl in batch_slices(n, max(s.batch // s.shares, 1)):
+            zz = z[sl].repeat_interleave(s.shares, 0).requires_grad_(True)
+            m = torch.randint(0, base, zz.shape, generator=gen, dtype=torch.int64).to(dev)
+            hard = (quantise(zz.detach(), levels).to(torch.int64) * base + m).float() / 255.0
+            with torch.enable_grad():
+                x = hard + scale * (zz - zz.detach())  # the actual bytes, straight-through to z
+                logits = classifier(fast_layout(x))
+                cw = ops.cw_margin(logits.float(), labels[sl].repeat_interleave(s.shares), s.kappa, targeted=True)
+                (g,) = torch.autograd.grad(s.c * cw.sum() / s.shares, zz)
+            grad[sl] = g.reshape(-1, s.shares, *shape).sum(1)
+        if s.decorrelate:
+            grad += correlation_penalty_grad(z, s.decorrelate)
+        z = ops.adam_tanh_step_(w, mom, vel, grad.contiguous(), t + 1, lr=s.lr, grad_wrt="adv")
+    q = quantise(z, levels).cpu()
+    rates = pass_rates(classifier, q, labels.cpu(), base, s.validate_shares, s.ct_margin, s.batch, seed=s.seed + 1)
+    log(f"bank trained in {time.perf_counter() - t0:.0f} s; pass rate min {rates.min():.3f}, mean {rates.mean():.3f}")
+    meta = {
+        "settings": s.__dict__.copy(),
+        "shape": list(shape),
+        "pass_rate": [round(float(r), 4) for r in rates],
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "device": str(dev),
+        "created": time.strftime("%Y-%m-%d"),
+    }
+    return NAEBank(q.reshape(K, s.entries, *shape), base, fingerprint(classifier), meta)
+
+
+def adjacent_correlations(z: torch.Tensor) -> torch.Tensor:
+    """(N, 3): each pattern's Pearson r with its right, lower and lower-right neighbour (all channels)."""
+    H, W = z.shape[-2:]
+    out = []
+    for dy, dx in ((0, 1), (1, 0), (1, 1)):
+        a = z[..., : H - dy, : W - dx].flatten(1)
+        b = z[..., dy:, dx:].flatten(1)
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        out.append((a * b).sum(1) / ((a.pow(2).sum(1) * b.pow(2).sum(1)).sqrt() + 1e-12))
+    return torch.stack(out, 1)
+
+
+def correlation_penalty_grad(z: torch.Tensor, weight: float) -> torch.Tensor:
+    """d/dz of weight * n * (sum of squared adjacent-pixel correlations), n = C*H*W (so that the pull per
+    subpixel does not shrink with the image). Smooth gradients would make smooth patterns, and a
+    pattern's correlation is its ciphertexts' (their share is i.i.d. uniform)."""
+    zz = z.detach().requires_grad_(True)
+    n = z[0].numel()
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(weight * n * adjacent_correlations(zz).pow(2).sum(), zz)
+    return g
+
+
+@torch.no_grad()
+def pass_rates(
+    classifier: nn.Module,
+    q: torch.Tensor,
+    labels: torch.Tensor,
+    base: int,
+    shares: int,
+    ct_margin: float,
+    batch: int = 512,
+    seed: int = 1,
+) -> torch.Tensor:
+    """For each pattern q[i] (N, C, H, W): the fraction of ``shares`` fresh random shares whose
+    ciphertext the classifier labels ``labels[i]`` with margin >= ``ct_margin`` (float32)."""
+    dev = next(iter(list(classifier.parameters()) + list(classifier.buffers())), torch.zeros(0)).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    hits = torch.zeros(q.shape[0])
+    rows = torch.arange(q.shape[0]).repeat_interleave(shares)
+    for sl in batch_slices(rows.numel(), batch):
+        r = rows[sl]
+        m = torch.randint(0, base, (r.numel(), *q.shape[1:]), generator=gen, dtype=torch.int64)
+        x = ((q[r].to(torch.int64) * base + m).float() / 255.0).to(dev)
+        ok = ops.margin(classifier(fast_layout(x)).float(), labels[r].to(dev)) >= ct_margin
+        hits.index_add_(0, r, ok.float().cpu())
+    return hits / shares
