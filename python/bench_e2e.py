@@ -1,6 +1,10 @@
-"""End-to-end encryption/decryption throughput, label agreement and recovery PSNR.
+"""End-to-end encryption/decryption throughput, label agreement and recovery, against the
+classifier's own batched inference on the same images (ratios in one run).
 
 Paths (any subset, in one run so that ratios compare like with like):
+  inference    the unmodified classifier's batched float32 inference (the baseline of the ratios)
+  digits       the default digits scheme (format 4): bank start, float32 check, exact decryption
+  digits:noise the same, every attack started from the keyed noise instead of the bank
   eager        an eager loop written the way the authors' code does it:
                torch.optim.Adam over tanh-space w, C&W margin in plain torch,
                batch-level early stop (the whole batch stops when its summed
@@ -10,20 +14,20 @@ Paths (any subset, in one run so that ratios compare like with like):
   ciphertext:M:K[:G]  ric_ext adaptive, stop when the ciphertext's margin reaches M, checked every K steps
                once the NAE's own margin has reached G (default kappa; "none": from the start)
                (ciphertext:1:2 is NAEConfig's default).
-  own          ric_ext with the settings the model (pad: the classifier) carries (Cipher's default).
-  pad:RULE     the same rule under the pad scheme (no networks), e.g. pad:ciphertext:1:2, pad:own.
-  RULE@B       a ric_ext path at micro-batch B instead of --micro-batch, e.g. ciphertext:1:2@8;
+  own          ric_ext with the settings the model (pad: the classifier) carries.
+  pad:RULE     the same rule under the format-3 pad scheme (no networks), e.g. pad:ciphertext:1:2, pad:own.
+  RULE@B       a replayed path at micro-batch B instead of --micro-batch, e.g. ciphertext:1:2@8;
   RULE%LR      ... at NAE lr LR instead of the data set's, e.g. pad:ciphertext:1:2:2@8%0.02.
 
-    python python/bench_e2e.py --dataset svhn --n 500                 # SVHN paper subset, ccexam CNN, 100 steps
-    python python/bench_e2e.py --dataset cifar10 --n 64               # CIFAR-10 test, ResNet-56, 150 steps
-    python python/bench_e2e.py --dataset lfw --n 256                  # LFW test at 64x64, faces model, lr 0.05
-    python python/bench_e2e.py --device cuda --batch-size 256 --json out.json
+    python python/bench_e2e.py --dataset svhn --n 256 --paths inference,digits,eager --repeat 3
+    python python/bench_e2e.py --dataset lfw --n 128 --paths inference,digits,eager --repeat 3
+    python python/bench_e2e.py --dataset svhn --n 256 --rss          # peak RSS: inference vs encryption
+    python python/bench_e2e.py --device cuda --n 1024 --batch-size 1024 --paths inference,digits
 
-The RIC model is the data set's bundled one (svhn; faces for LFW) unless --model
-says otherwise (on CIFAR-10 the SVHN one is used as-is: the agreement and speed are
-the point there, and its PSNR is the bundled model's generalisation). A benchmark,
-not a test.
+--rss measures each of inference and digits encryption at --batch-size in a fresh process
+(ru_maxrss: the peak resident set, interpreter and torch included). The RIC model of the
+replayed paths is the data set's bundled one (svhn; faces for LFW) unless --model says
+otherwise. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ric_ext import Key, data, metrics, ops
-from ric_ext.batching import DEFAULT_MICRO_BATCH
+from ric_ext.batching import DEFAULT_MICRO_BATCH, batch_slices, fast_layout
 from ric_ext.cipher import Cipher
 from ric_ext.models import load_classifier, load_ric
 from ric_ext.nae import NAEConfig
@@ -132,10 +136,27 @@ class EagerPath:
         return None
 
 
+class InferencePath:
+    """The classifier's own batched inference: what the ratios are measured against."""
+
+    def __init__(self, clf, batch_size: int):
+        self.clf, self.bs = clf, batch_size
+
+    @torch.no_grad()
+    def encrypt(self, x):
+        dev = next(self.clf.parameters()).device
+        return torch.cat([self.clf(fast_layout(x[sl].to(dev))).argmax(1) for sl in batch_slices(len(x), self.bs)])
+
+    def decrypt(self, ct):
+        return None
+
+
 class LibPath:
-    def __init__(self, model, clf, key: Key, cfg: NAEConfig, batch_size: int, micro_batch, scheme: str = "paper"):
+    def __init__(self, model, clf, key: Key, cfg, batch_size: int, micro_batch, scheme: str = "paper", bank="auto"):
         model = model if scheme == "paper" else None
-        self.cipher = Cipher(model, clf, key, cfg, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme)
+        self.cipher = Cipher(
+            model, clf, key, cfg, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, bank=bank
+        )
 
     def encrypt(self, x):
         return self.cipher.encrypt(x)
@@ -157,7 +178,7 @@ class LibPath:
 
 def parse_path(name: str, steps: int, kappa: float, lr: float) -> Optional[NAEConfig]:
     kind, *args = name.removeprefix("pad:").split(":")
-    if kind == "own":
+    if kind in ("own", "digits", "inference"):
         return None
     base = dict(steps=steps, kappa=kappa, lr=lr)
     if kind in ("eager", "fixed"):
@@ -198,9 +219,15 @@ def main() -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--models", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--rss", action="store_true", help="peak RSS of inference and of digits encryption instead")
+    p.add_argument("--rss-child", default=None, choices=("inference", "encrypt"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.rss:
+        return measure_rss(args)
+    if args.rss_child:
+        return rss_child(args)
     s = SETTINGS[args.dataset]
     dev = torch.device(args.device)
     ds = data.dataset(args.dataset, s["split"], args.data, s["size"])
@@ -219,14 +246,16 @@ def main() -> None:
         name_lr, _, lr = name.partition("%")
         rule, _, mb = name_lr.partition("@")
         cfg = parse_path(rule, s["steps"], s["kappa"], float(lr) if lr else s["lr"])
-        scheme = "pad" if rule.startswith("pad:") else "paper"
+        scheme = "pad" if rule.startswith("pad:") else "digits" if rule.startswith("digits") else "paper"
         micro = int(mb) if mb else args.micro_batch
-        path = (
-            EagerPath(model, clf, key, cfg, args.batch_size)
-            if name == "eager"
-            else LibPath(model, clf, key, cfg, args.batch_size, micro or None, scheme)
-        )
-        path.decrypt(path.encrypt(x[:4]))  # warm-up: library init, oneDNN primitives, CUDA graphs
+        if name == "inference":
+            path = InferencePath(clf, args.batch_size)
+        elif name == "eager":
+            path = EagerPath(model, clf, key, cfg, args.batch_size)
+        else:
+            bank = None if rule == "digits:noise" else "auto"
+            path = LibPath(model, clf, key, cfg, args.batch_size, micro or None, scheme, bank)
+        path.decrypt(path.encrypt(x[:4]))  # warm-up: library init, oneDNN primitives, CUDA graphs, banks
         paths[name] = path
     runs = {name: [] for name in paths}
     # Round-robin repeats: on a shared machine, load changes over minutes; interleaving the paths
@@ -241,6 +270,11 @@ def main() -> None:
             x_hat = path.decrypt(ct).cpu()
             sync(dev)
             t2 = time.perf_counter()
+            if name == "inference":
+                row = {"path": name, "repeat": rep, "encrypt_img_s": x.shape[0] / (t1 - t0)}
+                runs[name].append(row)
+                print(json.dumps(row), flush=True)
+                continue
             agree = float((path.classify(ct).cpu() == path.labels(ct).cpu()).float().mean())
             row = {
                 "path": name,
@@ -248,7 +282,8 @@ def main() -> None:
                 "encrypt_img_s": x.shape[0] / (t1 - t0),
                 "decrypt_img_s": x.shape[0] / (t2 - t1),
                 "agreement": agree,
-                "psnr": float(metrics.psnr(x_hat, x).mean()),
+                "psnr": metrics.mean_psnr(metrics.psnr(x_hat, x)),
+                "exact": int((torch.round(x_hat * 255) == torch.round(x * 255)).flatten(1).all(1).sum()),
             }
             st = path.steps(ct)
             if st is not None:
@@ -264,27 +299,41 @@ def main() -> None:
     for rs in runs.values():
         row = dict(rs[len(rs) // 2])  # agreement/PSNR/steps of one repeat (they vary only with the key's nonces)
         for k in ("encrypt_img_s", "decrypt_img_s"):
-            row[k] = statistics.median(r[k] for r in rs)
-            row[k + "_all"] = [round(r[k], 2) for r in rs]
-        row["agreement"] = min(r["agreement"] for r in rs)
+            if k in row:
+                row[k] = statistics.median(r[k] for r in rs)
+                row[k + "_all"] = [round(r[k], 2) for r in rs]
+        if "agreement" in row:
+            row["agreement"] = min(r["agreement"] for r in rs)
         rows.append(row)
     base = next((r for r in rows if r["path"] == "eager"), None)
+    inf = next((r for r in rows if r["path"] == "inference"), None)
     print(f"\nmedians of {args.repeat} repeat(s); agreement: the lowest over repeats")
+    if inf:
+        print(f"classifier inference: {inf['encrypt_img_s']:.1f} img/s")
     print(
-        "| path | encrypt img/s | decrypt img/s | x eager (enc / dec) | agreement | PSNR dB "
-        "| steps mean / median / max |"
+        "| path | encrypt img/s | decrypt img/s | x inference (enc / dec) | x eager (enc / dec) | agreement "
+        "| PSNR dB | exact | steps mean / median / max |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        ratio = (
-            f"{r['encrypt_img_s'] / base['encrypt_img_s']:.1f} / {r['decrypt_img_s'] / base['decrypt_img_s']:.1f}"
-            if base
-            else "-"
-        )
+        if r["path"] == "inference":
+            continue
+
+        def ratio(to):
+            if not to:
+                return "-"
+            dec = (
+                r["decrypt_img_s"] / to["decrypt_img_s"]
+                if "decrypt_img_s" in to
+                else r["decrypt_img_s"] / to["encrypt_img_s"]
+            )
+            return f"{r['encrypt_img_s'] / to['encrypt_img_s']:.2f} / {dec:.2f}"
+
         st = f"{r['steps_mean']:.1f} / {r['steps_median']:.0f} / {r['steps_max']}" if "steps_mean" in r else "-"
+        r["x_inference"] = ratio(inf)
         print(
-            f"| {r['path']} | {r['encrypt_img_s']:.1f} | {r['decrypt_img_s']:.1f} | {ratio} | "
-            f"{100 * r['agreement']:.2f}% | {r['psnr']:.3f} | {st} |"
+            f"| {r['path']} | {r['encrypt_img_s']:.1f} | {r['decrypt_img_s']:.1f} | {ratio(inf)} | {ratio(base)} | "
+            f"{100 * r['agreement']:.2f}% | {r['psnr']:.2f} | {r.get('exact', '-')}/{x.shape[0]} | {st} |"
         )
     if args.json:
         meta = {
@@ -299,6 +348,49 @@ def main() -> None:
         }
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)
+
+
+def _data(args):
+    s = SETTINGS[args.dataset]
+    ds = data.dataset(args.dataset, s["split"], args.data, s["size"])
+    x, _ = data.stack(ds, list(range(min(args.n, len(ds)))))
+    return s, x
+
+
+def rss_child(args) -> None:
+    """One measurement in this (fresh) process: load, run once, report ru_maxrss in MiB."""
+    import resource
+
+    s, x = _data(args)
+    clf = load_classifier(s["classifier"], args.models).requires_grad_(False)
+    x = x[: args.batch_size]
+    if args.rss_child == "inference":
+        InferencePath(clf, args.batch_size).encrypt(x)
+    else:
+        Cipher(None, clf, Key.generate(), batch_size=args.batch_size).encrypt(x)
+    print(json.dumps({"what": args.rss_child, "n": int(x.shape[0]),
+                      "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+
+
+def measure_rss(args) -> None:
+    import subprocess
+    import sys
+
+    out = {}
+    for what in ("inference", "encrypt"):
+        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--n", str(args.n), "--batch-size",
+               str(args.batch_size), "--rss-child", what]  # fmt: skip
+        if args.data:
+            cmd += ["--data", args.data]
+        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[what] = json.loads(r.stdout.strip().splitlines()[-1])
+        print(json.dumps(out[what]), flush=True)
+    ratio = out["encrypt"]["max_rss_mib"] / out["inference"]["max_rss_mib"]
+    print(f"peak RSS: inference {out['inference']['max_rss_mib']:.0f} MiB, encryption "
+          f"{out['encrypt']['max_rss_mib']:.0f} MiB at batch {args.batch_size}: {ratio:.2f}x")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rss": out, "ratio": ratio}, f, indent=2)
 
 
 if __name__ == "__main__":

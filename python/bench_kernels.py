@@ -86,6 +86,11 @@ def eager_pad(x, k, a=0.98):
     return torch.remainder(x * a + k, 1.0)
 
 
+def eager_digit_unpad(c, k, base=64):
+    # what a user would write given the digit stream k (drawn separately, as torch.randint stands in here)
+    return torch.remainder(c.to(torch.int16) % base - k, base).to(torch.uint8)
+
+
 def eager_adam(w, m, v, g, step=1, lr=0.01, b1=0.9, b2=0.999, eps=1e-8):
     m.lerp_(g, 1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -99,8 +104,8 @@ def run(device: str, shapes, min_time: float, compile_: bool) -> Dict[str, objec
     big = max(torch.Size(s).numel() for s in shapes)
     copy_bw = copy_bandwidth(device, big * 4 * 2, min_time)
     comp = (lambda f: torch.compile(f, dynamic=False)) if compile_ else (lambda f: None)
-    c_mask_train, c_mask_u8, c_unmask, c_cw, c_adam, c_pad = map(
-        comp, (eager_mask_train, eager_mask_u8, eager_unmask_u8, eager_cw, eager_adam, eager_pad)
+    c_mask_train, c_mask_u8, c_unmask, c_cw, c_adam, c_pad, c_unpad = map(
+        comp, (eager_mask_train, eager_mask_u8, eager_unmask_u8, eager_cw, eager_adam, eager_pad, eager_digit_unpad)
     )
     key = bytes(range(32))
     for shape in shapes:
@@ -136,6 +141,14 @@ def run(device: str, shapes, min_time: float, compile_: bool) -> Dict[str, objec
                 lambda: ops.keyed_pad(e, key, nonces),
                 lambda: eager_pad(e, torch.rand(shape, device=device)),
                 c_pad and (lambda: c_pad(e, torch.rand(shape, device=device))),
+            ),
+            (
+                # native: keystream + digit unpad fused (decryption's one op); eager/compiled: the stream drawn apart
+                "keyed_digit_pad(inverse)",
+                numel * 2,
+                lambda: ops.keyed_digit_pad(c8, key, nonces, 64, inverse=True),
+                lambda: eager_digit_unpad(c8, torch.randint(0, 64, shape, device=device, dtype=torch.int16)),
+                c_unpad and (lambda: c_unpad(c8, torch.randint(0, 64, shape, device=device, dtype=torch.int16))),
             ),
             (
                 "mask(train)",

@@ -230,6 +230,7 @@ class Cipher:
         self.attack: Optional[DigitAttack] = None
         self.bank_spec, self.progress = bank, progress
         self._banks: dict = {}
+        self._device = torch.device("cpu")  # a decrypt-only cipher's (from_ciphertext(..., device=...))
         if scheme == "digits":
             self.scheme = DigitScheme(base)
             self._nae_config = nae or DIGITS_NAE
@@ -272,6 +273,7 @@ class Cipher:
                 raise CiphertextFormatError(f"malformed ciphertext header: base {base!r}")
             cipher = cls(None, None, key, scheme="digits", base=base, batch_size=batch_size)
             cipher.check_header(header)
+            cipher._device = torch.device(device)  # where the digit unpad runs
             return cipher
         clf = load_classifier(find_classifier(str(header.get("classifier")), models), models)
         model = None
@@ -320,7 +322,7 @@ class Cipher:
             return self.nae.device
         if self.attack is not None:
             return self.attack.device
-        return torch.device("cpu")
+        return self._device
 
     @property
     def channels(self) -> int:
