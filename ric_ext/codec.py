@@ -25,9 +25,10 @@ from .errors import IntegrityError
 
 #: The name the ciphertext header records.
 NAME = "webp-lossless"
-#: (method, quality) per effort level: the fast setting first, the slower and smaller ones only for
-#: images whose fast encoding does not fit the share (docs/benchmarks.md#codec).
-EFFORTS: Tuple[Tuple[int, int], ...] = ((0, 0), (4, 75), (6, 100))
+#: (method, quality) per effort level: the fast setting first, the slower and ~10% smaller one only for
+#: images whose fast encoding does not fit the share. (6, 100) is 5-40x slower still and no smaller
+#: on SVHN, LFW or CIFAR-10 (python/bench_codecs.py; docs/benchmarks.md#codec).
+EFFORTS: Tuple[Tuple[int, int], ...] = ((0, 0), (4, 75))
 #: Channel counts the codec stores.
 CHANNELS = (1, 3)
 

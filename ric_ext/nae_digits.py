@@ -25,17 +25,22 @@ first check with no step at all) or the keyed noise z0 (``keyed_uniform``) as be
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from . import ops
-from .batching import fast_layout
+from .batching import check_micro_batch, fast_layout, run_chunked
 from .nae import NAEConfig, decorrelate_rows
 from .nae_step import make_step
 
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Rows per classifier call unless given: every forward and attack step runs on chunks of exactly this
+#: many rows (the last one padded), so an image's ciphertext does not depend on which other images
+#: share its batch (a torchrun shard makes the same bytes as one process). On the CPU, 32 is also
+#: the fastest (1.4x batch 256 on SVHN, 1.8x on LFW at 64 px: docs/benchmarks.md); on CUDA, 256.
+CHUNK_CPU, CHUNK_CUDA = 32, 256
 
 
 def levels_of(base: int) -> int:
@@ -116,6 +121,7 @@ class DigitAttack:
         precision: the attack steps' precision: 'auto', 'fp32' or 'bf16' (:func:`resolve_precision`).
             The check always runs in float32.
         step_impl: as :func:`ric_ext.nae_step.make_step` ('auto': CUDA graphs on CUDA, eager on CPU).
+        chunk: rows per classifier call (None: ``CHUNK_CPU`` or ``CHUNK_CUDA`` by device).
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class DigitAttack:
         base: int,
         precision: str = "auto",
         step_impl: str = "auto",
+        chunk: Optional[int] = None,
     ):
         if not isinstance(config, NAEConfig):
             raise TypeError(f"config must be an NAEConfig, got {type(config).__name__}")
@@ -139,6 +146,7 @@ class DigitAttack:
         self.classifier = classifier.eval()
         self.config, self.base, self.levels = config, int(base), levels_of(base)
         self.precision_arg, self.step_impl = precision, step_impl
+        self.chunk_arg = check_micro_batch(chunk)
         resolve_precision(precision, torch.device("cpu"))  # validates the name
         self._steps: dict = {}
 
@@ -152,20 +160,33 @@ class DigitAttack:
     def precision(self) -> str:
         return resolve_precision(self.precision_arg, self.device)
 
+    @property
+    def chunk(self) -> int:
+        if self.chunk_arg is not None:
+            return self.chunk_arg
+        return CHUNK_CUDA if self.device.type == "cuda" else CHUNK_CPU
+
     def _step(self):
-        key = (str(self.device), self.precision)
+        key = (str(self.device), self.precision, self.chunk)
         if key not in self._steps:
             net = _Autocast(self.classifier) if self.precision == "bf16" else self.classifier
             cfg = self.config
-            self._steps[key] = make_step(self.step_impl, net, self.device, cfg.c, cfg.attack_kappa, "native", None)
+            self._steps[key] = make_step(
+                self.step_impl, net, self.device, cfg.c, cfg.attack_kappa, "native", self.chunk
+            )
         return self._steps[key]
 
     @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The classifier's float32 logits of (B, C, H, W) images (uint8, or float in [0, 1]), in chunks."""
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        return run_chunked(lambda p: self.classifier(fast_layout(p)).float(), (x,), self.chunk)
+
     def margins(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The classifier's float32 margin f_y - max_{j != y} f_j on uint8 ``pixels``: the check."""
         if pixels.shape[0] == 0:
             return torch.zeros(0, device=pixels.device)
-        return ops.margin(self.classifier(fast_layout(pixels.float() / 255.0)).float(), labels)
+        return ops.margin(self.logits(pixels), labels)
 
     def check(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(B,) bool: the bytes are labelled y with margin >= ct_margin in float32."""

@@ -149,8 +149,8 @@ def _length_digits(lengths: np.ndarray, lay: Layout) -> np.ndarray:
 def compress(image: np.ndarray, lay: Layout) -> Optional[bytes]:
     """The codec's bytes of one (C, H, W) image if they fit ``lay``, else None (the lossy mode).
 
-    The fast setting first; a slower, smaller one only when the fast one is at most a quarter
-    too long (the stronger settings save ~10%, docs/benchmarks.md#codec).
+    The fast setting first; the slower, smaller one only when the fast one is at most a quarter
+    too long (it saves ~10%: docs/benchmarks.md#codec).
     """
     if lay.capacity <= 0:
         return None
