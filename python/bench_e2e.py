@@ -7,6 +7,7 @@ Paths (any subset, in one run so that ratios compare like with like):
                is faster than 256: the ratios are taken against the faster of the inference paths)
   digits       the default digits scheme (format 4): bank start, float32 check, exact decryption
   digits:noise the same, every attack started from the keyed noise instead of the bank
+  digits[:noise]:P  ... with the attack steps at precision P (fp32 or bf16; default auto)
   eager        an eager loop written the way the authors' code does it:
                torch.optim.Adam over tanh-space w, C&W margin in plain torch,
                batch-level early stop (the whole batch stops when its summed
@@ -19,7 +20,7 @@ Paths (any subset, in one run so that ratios compare like with like):
   own          ric_ext with the settings the model (pad: the classifier) carries.
   pad:RULE     the same rule under the format-3 pad scheme (no networks), e.g. pad:ciphertext:1:2, pad:own.
   RULE@B       a replayed path at micro-batch B instead of --micro-batch, e.g. ciphertext:1:2@8;
-  RULE%LR      ... at NAE lr LR instead of the data set's, e.g. pad:ciphertext:1:2:2@8%0.02.
+  RULE%LR      ... at NAE lr LR instead of the data set's (digits: DIGITS_NAE's), e.g. digits:noise%0.01.
 
     python python/bench_e2e.py --dataset svhn --n 256 --paths inference,inference:32,digits,eager --repeat 3
     python python/bench_e2e.py --dataset lfw --n 128 --paths inference,inference:32,digits,eager --repeat 3
@@ -35,6 +36,7 @@ otherwise. A benchmark, not a test.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -46,7 +48,7 @@ import torch.nn.functional as F
 
 from ric_ext import Key, data, metrics, ops
 from ric_ext.batching import DEFAULT_MICRO_BATCH, batch_slices, fast_layout, run_chunked
-from ric_ext.cipher import Cipher
+from ric_ext.cipher import DIGITS_NAE, Cipher
 from ric_ext.models import load_classifier, load_ric
 from ric_ext.nae import NAEConfig
 
@@ -156,11 +158,12 @@ class InferencePath:
 
 
 class LibPath:
-    def __init__(self, model, clf, key: Key, cfg, batch_size: int, micro_batch, scheme: str = "paper", bank="auto"):
+    def __init__(
+        self, model, clf, key: Key, cfg, batch_size: int, micro_batch, scheme="paper", bank="auto", precision="auto"
+    ):
         model = model if scheme == "paper" else None
-        self.cipher = Cipher(
-            model, clf, key, cfg, batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, bank=bank
-        )
+        kw = dict(batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, bank=bank, precision=precision)
+        self.cipher = Cipher(model, clf, key, cfg, **kw)
 
     def encrypt(self, x):
         return self.cipher.encrypt(x)
@@ -257,8 +260,11 @@ def main() -> None:
         elif name == "eager":
             path = EagerPath(model, clf, key, cfg, args.batch_size)
         else:
-            bank = None if rule == "digits:noise" else "auto"
-            path = LibPath(model, clf, key, cfg, args.batch_size, micro or None, scheme, bank)
+            if scheme == "digits" and lr:
+                cfg = dataclasses.replace(DIGITS_NAE, lr=float(lr))
+            bank = None if rule.startswith("digits:noise") else "auto"
+            precision = rule.split(":")[-1] if rule.endswith(("fp32", "bf16")) else "auto"
+            path = LibPath(model, clf, key, cfg, args.batch_size, micro or None, scheme, bank, precision)
         path.decrypt(path.encrypt(x[:4]))  # warm-up: library init, oneDNN primitives, CUDA graphs, banks
         paths[name] = path
     runs = {name: [] for name in paths}

@@ -544,7 +544,7 @@ class Cipher:
                 res = self.attack.run(m.to(dev), labels[r].to(dev), q0.to(dev))
                 pix[r], steps[r], passed[r] = res.pixels.cpu(), res.steps, res.passed
                 lossless[r.numpy()], recovered[r.numpy()] = ll, rec
-        digests = DigitScheme.digests(self.key, nonces, recovered, lossless)
+        digests = DigitScheme.digests(self.key, nonces, recovered, lossless, pix)
         return Ciphertext(pix, nonces.cpu(), labels, self.header(), steps, digests, torch.from_numpy(lossless))
 
     def decrypt_uint8(self, ct: Ciphertext) -> tuple:
@@ -565,12 +565,12 @@ class Cipher:
                 if not isinstance(it, np.ndarray):
                     raise IntegrityError(f"ciphertext {sl.start + i} does not decrypt: {it}") from None
             pix = np.stack(items) if items else np.zeros((0, *ct.pixels.shape[1:]), dtype=np.uint8)
-            want = DigitScheme.digests(self.key, part.nonces, pix, ll)
+            want = DigitScheme.digests(self.key, part.nonces, pix, ll, part.pixels)
             bad = (want != part.digests).any(1).nonzero().flatten()
             if bad.numel():
                 raise IntegrityError(
-                    f"ciphertext {sl.start + int(bad[0])} decrypts to an image that does not match its keyed "
-                    "digest (its pixels, nonce or digest were changed): no image is returned"
+                    f"ciphertext {sl.start + int(bad[0])} does not match its keyed digest (its pixels, nonce or "
+                    "digest were changed): no image is returned"
                 )
             out.append(torch.from_numpy(pix))
             lossless.append(torch.from_numpy(ll))

@@ -197,13 +197,20 @@ class DigitScheme:
         return ((pixels // self.base).float() + 0.5) / self.levels
 
     @staticmethod
-    def digests(key: Key, nonces: torch.Tensor, images: np.ndarray, lossless: np.ndarray) -> torch.Tensor:
-        """(B, 16) uint8: HMAC-SHA256(digest key, nonce | shape | mode | pixels), truncated to 128 bits.
+    def digests(
+        key: Key, nonces: torch.Tensor, images: np.ndarray, lossless: np.ndarray, pixels: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, 16) uint8: HMAC-SHA256(digest key, nonce | shape | mode | image | ciphertext pixels), cut to
+        128 bits: what decryption must return, and the ciphertext it must come from.
 
-        Bound to the nonce, so equal images under different nonces have unrelated digests."""
+        Bound to the nonce, so equal images under different nonces have unrelated digests; covering the
+        ciphertext too, a changed byte of it (even of the NAE digit, which does not change the image) is
+        an error in memory as in a file."""
         dk, out = key.digest_key, []
+        cts = pixels.cpu().numpy()
         for i in range(images.shape[0]):
             msg = bytes(nonces[i].tolist()) + np.array(images.shape[1:], ">u4").tobytes()
             msg += bytes([1 if lossless[i] else 0]) + np.ascontiguousarray(images[i]).tobytes()
+            msg += np.ascontiguousarray(cts[i]).tobytes()
             out.append(list(hmac.new(dk, b"ric-ext v4 digest\0" + msg, hashlib.sha256).digest()[:16]))
         return torch.tensor(out, dtype=torch.uint8).reshape(len(out), 16)
