@@ -502,7 +502,11 @@ class Cipher:
                 b = NAEBank.load(path)
             else:
                 b = bank_mod.train_bank(clf, shape, base, progress=self.progress)
-                b.save(os.path.join(bank_mod.cache_dir(), bank_mod.file_name(fp, base, shape)), overwrite=True)
+                path = os.path.join(bank_mod.cache_dir(), bank_mod.file_name(fp, base, shape))
+                try:
+                    b.save(path)
+                except FileExistsError:  # another process cached one meanwhile: everyone uses that one
+                    b = NAEBank.load(path)
         if (b.classifier, b.base, b.shape) != (fp, base, shape):
             raise ValueError(
                 f"the NAE bank is for classifier {b.classifier[:16]}..., base {b.base}, images {b.shape}; this cipher "

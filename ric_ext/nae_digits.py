@@ -32,7 +32,7 @@ from torch import nn
 
 from . import ops
 from .batching import check_micro_batch, fast_layout, run_chunked
-from .nae import NAEConfig, decorrelate_rows
+from .nae import _NEW_TF32_API, NAEConfig, _set_fp32_precision, _tf32_switches, decorrelate_rows
 from .nae_step import make_step
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -92,16 +92,16 @@ class _Autocast(nn.Module):
 
 @contextlib.contextmanager
 def _tf32(device: torch.device) -> Iterator[None]:
-    """TF32 for the attack's float32 work on CUDA (never for the check, which runs as the cloud does)."""
+    """TF32 for the attack steps' float32 work on CUDA (never for the check, which runs as the cloud does);
+    through whichever TF32 switches this torch has (:func:`ric_ext.nae._tf32_switches`)."""
     if device.type != "cuda":
         yield
         return
-    prev = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    prev = _set_fp32_precision({k: "tf32" if _NEW_TF32_API else True for k in _tf32_switches()})
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+        _set_fp32_precision(prev)
 
 
 class DigitResult(NamedTuple):
@@ -210,13 +210,14 @@ class DigitAttack:
         mom, vel = torch.zeros_like(w), torch.zeros_like(w)
         mi, yi = m[idx], labels[idx]
         step = self._step()
-        with _tf32(dev), torch.enable_grad():
+        with torch.enable_grad():
             for t in range(cfg.steps + 1):
                 p = compose(quantise(z, levels), mi, base)
                 if t == cfg.steps:  # the bound: keep what the last update made, passed or not
                     pixels[idx], steps[idx], passed[idx] = p, t, self.check(p, yi)
                     break
-                cw, grad = step(p.float() / 255.0, yi)
+                with _tf32(dev):
+                    cw, grad = step(p.float() / 255.0, yi)
                 if t > 0:
                     # -cw = min(margin, kappa'): the step's own (maybe bf16) margin picks whom to check.
                     cand = (-cw >= cfg.ct_margin).nonzero().flatten()
