@@ -35,6 +35,25 @@ __device__ __forceinline__ void load_key_dev(const uint8_t* key, uint32_t k[8]) 
   for (int i = 0; i < 8; ++i) k[i] = load_le32(key + 4 * i);
 }
 
+// The 16 keystream words of block `counter` of one image (its 12-byte nonce): what every keyed
+// kernel draws, one block per thread.
+__device__ __forceinline__ void keyed_words16(const uint32_t k[8], const uint8_t* nonce, uint32_t counter,
+                                              uint32_t w[16]) {
+  uint32_t nn[3];
+#pragma unroll
+  for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonce + 4 * i);
+  chacha20_block(k, counter, nn, w);
+}
+
+// The same block as 16 keyed uniforms: what keyed_uniform and keyed_pad draw.
+__device__ __forceinline__ void keyed_units16(const uint32_t k[8], const uint8_t* nonce, uint32_t counter,
+                                              float u[16]) {
+  uint32_t w[16];
+  keyed_words16(k, nonce, counter, w);
+#pragma unroll
+  for (int i = 0; i < 16; ++i) u[i] = word_to_unit(w[i]);
+}
+
 __global__ void keystream_bytes_kernel(const uint8_t* __restrict__ key, const uint8_t* __restrict__ nonces,
                                        uint8_t* __restrict__ out, int64_t batch, int64_t nbytes, uint32_t counter) {
   uint32_t k[8];
@@ -43,26 +62,12 @@ __global__ void keystream_bytes_kernel(const uint8_t* __restrict__ key, const ui
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < batch * blocks;
        t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = t / blocks, j = t % blocks;
-    uint32_t nn[3], w[16];
-#pragma unroll
-    for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonces + 12 * b + 4 * i);
-    chacha20_block(k, counter + uint32_t(j), nn, w);
+    uint32_t w[16];
+    keyed_words16(k, nonces + 12 * b, counter + uint32_t(j), w);
     uint8_t* dst = out + b * nbytes + 64 * j;
     const int64_t len = min(int64_t(64), nbytes - 64 * j);
     for (int64_t i = 0; i < len; ++i) dst[i] = uint8_t(w[i >> 2] >> (8 * (i & 3)));
   }
-}
-
-// The 16 keyed uniforms of keystream block `counter` of one image (its 12-byte nonce):
-// what keyed_uniform and keyed_pad both draw, one block per thread.
-__device__ __forceinline__ void keyed_units16(const uint32_t k[8], const uint8_t* nonce, uint32_t counter,
-                                              float u[16]) {
-  uint32_t nn[3], w[16];
-#pragma unroll
-  for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonce + 4 * i);
-  chacha20_block(k, counter, nn, w);
-#pragma unroll
-  for (int i = 0; i < 16; ++i) u[i] = word_to_unit(w[i]);
 }
 
 // One thread per 64-byte keystream block = 16 output floats. With an aligned
@@ -120,10 +125,8 @@ __global__ void keyed_digit_pad_kernel(const uint8_t* __restrict__ key, const ui
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < batch * blocks;
        t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = t / blocks, j = t % blocks;
-    uint32_t nn[3], w[16];
-#pragma unroll
-    for (int i = 0; i < 3; ++i) nn[i] = load_le32(nonces + 12 * b + 4 * i);
-    chacha20_block(k, uint32_t(j), nn, w);
+    uint32_t w[16];
+    keyed_words16(k, nonces + 12 * b, uint32_t(j), w);
     const int64_t base_i = b * n + 16 * j, len = min(int64_t(16), n - 16 * j);
     for (int64_t i = 0; i < len; ++i) {
       const uint32_t kd = word_to_digit(w[i], base);
