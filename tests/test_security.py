@@ -166,6 +166,34 @@ def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_image
     assert rep["n_test"] == 6 and rep["settings"]["inversion"]["epochs"] == 1
 
 
+def test_every_section_end_to_end_on_the_digits_scheme(svhn_classifier, svhn_images, tmp_path):
+    x, y = svhn_images
+    cipher = Cipher(None, svhn_classifier, Key.generate())  # the default scheme
+    cfg = AttackConfig(
+        inversion=InversionSettings(epochs=1, width=4),
+        reencrypt_images=2,
+        reencrypt_n=(1, 2),
+        jpeg_qualities=(95,),
+        noise_sigmas=(1.0,),
+        public=PublicModelSettings(pairs=12, val=4, key_every=8, candidates=2, epochs=1, width=4, matcher_epochs=1),
+    )
+    res = run_attacks(cipher, x[:8], x[8:14], x, y, cfg, n_val=2, public_x=x[:8], distractor_x=x)
+    rows = {r["attack"]: r for r in res["rows"]}
+    # nonce reuse breaks it exactly: one known pair gives the digit pad, the rest decrypt bit for bit
+    algebraic = next(r for a, r in rows.items() if a.startswith("(b')"))
+    assert algebraic["psnr"] == 100.0
+    # the label does not enter decryption, so there is no wrong-label row; another key reads noise
+    assert not any("wrong label" in a for a in rows)
+    assert rows["decrypt with another key"]["psnr"] < 15
+    # a JPEG'd or noisy ciphertext is refused by decryption, never decrypted into another image
+    rob = res["curves"]["robustness"]
+    assert rob["jpeg"][0]["refused"] == 1.0 and rob["noise"][0]["refused"] == 1.0
+    assert rob["clean"]["psnr"] == 100.0
+    write_report(res, str(tmp_path / "report"), {"model": "none", "key id": cipher.key.key_id})
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert cipher.key.digit_key.hex() not in md and cipher.key.digest_key.hex() not in md
+
+
 def test_candidate_sets_share_the_label_and_hold_the_victim_once():
     pool_labels = torch.tensor([0, 1, 0, 1, 0, 0, 1, 2])
     cands = candidate_sets(pool_labels[:3], pool_labels, 3, torch.Generator().manual_seed(0))

@@ -116,13 +116,25 @@ def format_markdown(res: dict, context: dict) -> str:
             "JPEG and noise to the in-memory ciphertext and decrypt it anyway.",
             "",
             f"Clean: agreement {100 * rob['clean']['agreement']:.1f}%, decryption {_f(rob['clean']['psnr'])} dB.",
-            "",
-            "| JPEG quality | agreement | decryption PSNR dB |",
-            "| ---: | ---: | ---: |",
         ]
-        lines += [f"| {r['quality']} | {100 * r['agreement']:.1f}% | {_f(r['psnr'])} |" for r in rob["jpeg"]]
-        lines += ["", "| noise sigma (grey levels) | agreement | decryption PSNR dB |", "| ---: | ---: | ---: |"]
-        lines += [f"| {r['sigma']:g} | {100 * r['agreement']:.1f}% | {_f(r['psnr'])} |" for r in rob["noise"]]
+        # the digits scheme's decryption checks each image: the share it refuses, and what the
+        # unchecked decoding (the attacks' view) would have read
+        refused = "refused" in rob["clean"] or any("refused" in r for r in rob["jpeg"] + rob["noise"])
+        extra = (" | refused by decryption", " ---: |") if refused else ("", "")
+
+        def row(first, r):
+            tail = f" {100 * r['refused']:.0f}% |" if refused else ""
+            return f"| {first} | {100 * r['agreement']:.1f}% | {_f(r['psnr'])} |" + tail
+
+        psnr_name = "unchecked decoding PSNR dB" if refused else "decryption PSNR dB"
+        lines += ["", f"| JPEG quality | agreement | {psnr_name}{extra[0]} |", "| ---: | ---: | ---: |" + extra[1]]
+        lines += [row(r["quality"], r) for r in rob["jpeg"]]
+        lines += [
+            "",
+            f"| noise sigma (grey levels) | agreement | {psnr_name}{extra[0]} |",
+            "| ---: | ---: | ---: |" + extra[1],
+        ]
+        lines += [row(f"{r['sigma']:g}", r) for r in rob["noise"]]
         lines += ["", "![jpeg](robustness_jpeg.png) ![noise](robustness_noise.png)"]
     if "baselines" in cur:
         lines += [

@@ -7,6 +7,7 @@ rows, curves and images to it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, Optional
@@ -50,9 +51,8 @@ def _jpeg(pixels: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def _with(ct: Ciphertext, **kw) -> Ciphertext:
-    d = dict(pixels=ct.pixels, nonces=ct.nonces, labels=ct.labels, header=dict(ct.header), steps=ct.steps)
-    d.update(kw)
-    return Ciphertext(**d)
+    """``ct`` with some fields replaced (the rest, digests included, kept)."""
+    return dataclasses.replace(ct, header=dict(ct.header), **kw)
 
 
 def _decode(
