@@ -144,7 +144,7 @@ def _cipher(args: argparse.Namespace):
     scheme = _scheme(args)
     key = Key.load(args.key)
     if scheme == "digits" and args.command == "decrypt":  # the key alone: no classifier, no network
-        return Cipher.from_ciphertext(_first_header(args), key, batch_size=args.batch_size)
+        return Cipher.from_ciphertext(_first_header(args), key, batch_size=args.batch_size, device=_device(args.device))
     # the digits and pad schemes have no networks: --model is not loaded
     model = None if scheme != "paper" else _load_model(args.model, args.device)
     clf = _classifier(args, model)
