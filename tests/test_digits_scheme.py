@@ -176,6 +176,21 @@ def test_the_share_is_uniform_whatever_the_image(svhn_classifier):
         assert float(((counts - exp) ** 2 / exp).sum()) < 103.4
 
 
+def test_the_nae_digit_does_not_see_the_image(svhn_classifier, svhn_images):
+    # Two different images with the same label, under one key and one nonce (a reuse the API refuses
+    # within a call; here in two calls, only to look): their high digits are the same bank pattern,
+    # whatever the images are; only the padded share differs.
+    x, _ = svhn_images
+    cipher = Cipher(None, svhn_classifier, Key.generate())
+    labels = cipher.predict(x)
+    i, j = next((i, j) for i in range(len(x)) for j in range(i + 1, len(x)) if labels[i] == labels[j])
+    nonce = torch.randint(0, 256, (1, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    a, b = cipher.encrypt(x[i : i + 1], nonces=nonce), cipher.encrypt(x[j : j + 1], nonces=nonce)
+    assert int(a.steps) == int(b.steps) == 0
+    assert torch.equal(a.pixels // 64, b.pixels // 64)
+    assert not torch.equal(a.pixels % 64, b.pixels % 64)
+
+
 def test_noise_start_and_bank_start_both_pass_the_check(svhn_classifier, svhn_images):
     x, _ = svhn_images
     noise = Cipher(None, svhn_classifier, Key.generate(), bank=None)
