@@ -219,7 +219,11 @@ def keys_section(run: Run) -> None:
                 "keys",
                 name,
                 rec,
-                {"steps": "the ciphertext's own (public) step counts"},
+                (
+                    {"steps": "the ciphertext's own (public) step counts"}
+                    if cipher.replays
+                    else {"decryption": "that key's digit unpad, the share decoded leniently"}
+                ),
                 target=not name.startswith("right key"),
             )
         )
