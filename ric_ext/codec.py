@@ -2,8 +2,8 @@
 
 Why WebP lossless, and not JPEG-XL: docs/decisions.md (measured sizes and speeds in
 docs/benchmarks.md). Two wrappers of the same libwebp are used, whichever is installed:
-imagecodecs (``pip install "ric_ext[fast]"``; it releases the GIL and decodes ~2.5x faster)
-else Pillow (always installed). Both write the same bitstream for the same settings, and a
+imagecodecs (a dependency; it releases the GIL, so decoding runs on every core) else Pillow
+(the fallback where imagecodecs has no wheel). Both write the same bitstream for the same settings, and a
 lossless bitstream decodes to the same pixels with any conforming decoder, so a file made
 with one decodes with the other, on any machine (tests/test_codec.py).
 
@@ -56,7 +56,7 @@ def check_available() -> None:
     if not features.check("webp"):
         raise RuntimeError(
             "this Pillow was built without WebP support, which the digits scheme's lossless codec needs; "
-            'install a Pillow wheel from PyPI or `pip install "ric_ext[fast]"` (imagecodecs)'
+            "install a Pillow wheel from PyPI, or imagecodecs (`pip install imagecodecs`)"
         )
 
 

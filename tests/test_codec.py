@@ -41,7 +41,7 @@ def test_round_trip_is_exact(backend, shape, effort):
         assert np.array_equal(codec.decode(data, shape), img)
 
 
-@pytest.mark.skipif(not HAS_IMAGECODECS, reason="needs imagecodecs (the [fast] extra)")
+@pytest.mark.skipif(not HAS_IMAGECODECS, reason="needs imagecodecs (a dependency; absent where it has no wheel)")
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 33, 31)])
 def test_either_wrapper_decodes_the_others_bitstream(monkeypatch, shape):
     # The promise behind "decrypts on any machine": a file written where imagecodecs is installed
