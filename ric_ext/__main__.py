@@ -574,7 +574,9 @@ def _add_evaluate(sub) -> None:
     ev.add_argument(
         "--attacks",
         default=None,
-        help=f"run the security evaluation instead: 'all' or a comma list of {','.join(SECTIONS)} (docs/security.md)",
+        help=f"run the security evaluation instead: 'all' or a comma list of {','.join(SECTIONS)} "
+        "(docs/security.md). The public-model attacker keeps its work in OUT/.ric_attack_checkpoint: "
+        "rerun an interrupted command to resume it",
     )
     add_options(ev, ProtocolSettings)
     _add_cipher_args(ev, needs_key=False)

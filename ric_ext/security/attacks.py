@@ -85,6 +85,7 @@ def run_attacks(
     log: Callable[[str], None] = lambda s: None,
     public_x: Optional[torch.Tensor] = None,
     distractor_x: Optional[torch.Tensor] = None,
+    checkpoint_dir: Optional[str] = None,
 ) -> dict:
     """Run the configured attack sections.
 
@@ -97,6 +98,8 @@ def run_attacks(
         public_x: the public-model attacker's own images (section ``public_model``): the owner's
             distribution, disjoint from ``test_x``; it encrypts them under keys of its own.
         distractor_x: other images of ``test_x``'s distribution: the linkage test's candidates.
+        checkpoint_dir: where section ``public_model`` keeps the attacker's pairs and inverters
+            after every epoch, and resumes them from (:mod:`.checkpoint`). None: nowhere.
     Returns:
         {"rows": [...], "references": {...}, "curves": {...}, "settings": {...}, "_images": {...}}
     """
@@ -128,6 +131,7 @@ def run_attacks(
         images={"plaintext": test_x, "ciphertext": ct_test.as_float()},
         public_x=public_x,
         distractor_x=distractor_x,
+        checkpoint_dir=checkpoint_dir,
     )
     for name, section in SECTION_FUNCS.items():
         if name in config.attacks:

@@ -16,15 +16,17 @@ are always computed from fp32 predictions.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator, Tuple, TypeVar
+from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from .. import metrics
 from ..batching import batch_slices, fast_layout
+from . import checkpoint as ckpt
 from .resinv import ResInverter
 from .unet import UNet
 
@@ -92,16 +94,25 @@ def train_inversion(
     val_x: torch.Tensor,
     test_in: torch.Tensor,
     settings: InversionSettings = InversionSettings(),
+    checkpoint: Optional[str] = None,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> Tuple[torch.Tensor, dict]:
     """Train on (train_in -> train_x), select the epoch by PSNR on (val_in, val_x), reconstruct test_in.
 
     Inputs (N, C_in, H, W) float; targets (N, C, H, W) in [0, 1]. Returns the
-    (N_test, C, H, W) reconstructions and a log (best epoch, validation PSNR per epoch).
+    (N_test, C, H, W) reconstructions and a log (best epoch, validation PSNR per epoch,
+    ``train_s``: training seconds, over every run that resumed it).
+
+    ``checkpoint``: a file that holds the training state after every epoch. If it holds a
+    state of this training (same settings and training/validation data; ``test_in`` may
+    differ), training continues from it, as if never interrupted; ``info["resumed_from_epoch"]``
+    says from where (0: from scratch). ``on_epoch(epoch, val_psnr)`` is called after each epoch.
     """
     if train_in.shape[0] != train_x.shape[0] or val_in.shape[0] != val_x.shape[0]:
         raise ValueError("inputs and targets must have the same number of images")
     if train_in.shape[0] == 0:
         raise ValueError("the inversion attack needs at least one training pair")
+    t0 = time.perf_counter()
     g = torch.Generator().manual_seed(settings.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
@@ -112,9 +123,18 @@ def train_inversion(
     net = layout(net, settings.precision)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     best = (-float("inf"), 0, {k: v.clone() for k, v in net.state_dict().items()})
-    val_log = []
+    val_log: list = []
+    start, before_s = 0, 0.0
+    fp = ckpt.fingerprint("inversion", settings.to_dict(), train_in, train_x, val_in, val_x) if checkpoint else ""
+    state = ckpt.load(checkpoint, fp)
+    if state is not None:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        g.set_state(state["generator"])
+        best = (state["best_psnr"], state["best_epoch"], state["best_state"])
+        val_log, start, before_s = list(state["val_log"]), int(state["epoch"]), float(state["train_s"])
     n = train_in.shape[0]
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(start + 1, settings.epochs + 1):
         net.train()
         perm = torch.randperm(n, generator=g)
         for sl in batch_slices(n, settings.batch_size):
@@ -130,5 +150,31 @@ def train_inversion(
         val_log.append(round(p, 3))
         if p > best[0]:
             best = (p, epoch, {k: v.clone() for k, v in net.state_dict().items()})
+        if checkpoint:
+            ckpt.save(
+                checkpoint,
+                {
+                    "fingerprint": fp,
+                    "epoch": epoch,
+                    "net": net.state_dict(),
+                    "opt": opt.state_dict(),
+                    "generator": g.get_state(),
+                    "best_psnr": best[0],
+                    "best_epoch": best[1],
+                    "best_state": best[2],
+                    "val_log": val_log,
+                    "train_s": before_s + time.perf_counter() - t0,
+                },
+            )
+        if on_epoch is not None:
+            on_epoch(epoch, p)
     net.load_state_dict(best[2])
-    return _predict(net, test_in), {"best_epoch": best[1], "best_val_psnr": best[0], "val_psnr": val_log}
+    info = {
+        "best_epoch": best[1],
+        "best_val_psnr": best[0],
+        "val_psnr": val_log,
+        "resumed_from_epoch": start,
+        "train_s": round(before_s + time.perf_counter() - t0, 1),
+        "train_s_earlier": round(before_s, 1),  # of which the runs this one resumed spent
+    }
+    return _predict(net, test_in), info

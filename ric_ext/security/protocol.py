@@ -9,6 +9,7 @@ scored, which give the reference guesses, and the report (``evaluate --attacks``
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -23,9 +24,10 @@ from ..nae import NAEConfig
 from ..ops.pad import DEFAULT_A
 from ..options import opt
 from ..schemes import DIGITS_BASE, default_scheme
+from . import checkpoint as ckpt
 from .attacks import SECTIONS, AttackConfig, run_attacks
 from .inversion import PRECISIONS, InversionSettings
-from .public_model import PublicModelSettings
+from .public_model import CHECKPOINT_FILES, PublicModelSettings
 from .report import write_report
 
 #: SVHN's fixed split, after the authors': the attacker's pairs come from test indices 1000-...
@@ -148,7 +150,9 @@ def run_protocol(
     """Encrypt the protocol's images under a fresh key, run ``attacks`` and write the report to ``out``.
 
     ``names`` ({"model": ..., "classifier": ...}) label the report. Returns the result of
-    :func:`ric_ext.security.run_attacks`.
+    :func:`ric_ext.security.run_attacks`. The public-model attacker keeps its pairs and inverters
+    in ``out``/.ric_attack_checkpoint while it runs, so that rerunning an interrupted command
+    resumes its training (:mod:`.checkpoint`); they are deleted once the report is written.
     """
     s = settings
     cfg = AttackConfig(
@@ -197,8 +201,19 @@ def run_protocol(
     if "public_model" in attacks:
         public_x, distractor_x, public_desc = public_model_images(dataset, split, data, size, full, pool_idx, test_idx)
         desc += f"; public-model attacker: {public_desc}"
+    checkpoint_dir = os.path.join(out, ckpt.DIR_NAME)
     res = run_attacks(
-        cipher, attack_x, test_x, tx, ty, cfg, n_val=s.attack_val, log=log, public_x=public_x, distractor_x=distractor_x
+        cipher,
+        attack_x,
+        test_x,
+        tx,
+        ty,
+        cfg,
+        n_val=s.attack_val,
+        log=log,
+        public_x=public_x,
+        distractor_x=distractor_x,
+        checkpoint_dir=checkpoint_dir,
     )
     context = {
         **(names or {}),
@@ -214,4 +229,5 @@ def run_protocol(
         ),
     }
     write_report(res, out, context)
+    ckpt.remove(checkpoint_dir, CHECKPOINT_FILES)
     return res

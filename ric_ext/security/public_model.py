@@ -21,9 +21,10 @@ It is scored on unseen images encrypted under the victim's key.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from .. import metrics
 from ..batching import batch_slices
 from ..cipher import Cipher
 from ..keys import Key
+from . import checkpoint as ckpt
 from .inversion import InversionSettings, check_precision, layout, train_inversion, training_precision
 
 
@@ -65,14 +67,14 @@ def make_pairs(
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` pairs from ``images`` (cycled), each chunk of ``key_every`` under a fresh key of the attacker's.
 
-    Returns (ciphertexts as float in [0, 1], plaintexts, public labels).
+    Returns (ciphertexts' uint8 pixels, plaintexts, public labels).
     """
     idx = torch.arange(n) % images.shape[0]
     cts, labels = [], []
     t0 = time.perf_counter()
     for k, sl in enumerate(batch_slices(n, key_every)):
         ct = cipher.with_key(Key.generate()).encrypt(images[idx[sl]])
-        cts.append(ct.as_float())
+        cts.append(ct.pixels)
         labels.append(ct.labels)
         if k % 50 == 0:
             log(f"  attacker pairs {sl.stop}/{n} ({time.perf_counter() - t0:.0f} s)")
@@ -221,6 +223,46 @@ def statistics_choice(
     return d.argmin(1)
 
 
+PAIRS_FILE = "pairs.pt"
+INVERTERS = ("unet", "resnet")
+#: every file :func:`public_model_attacks` keeps in its ``checkpoint_dir``
+CHECKPOINT_FILES = (PAIRS_FILE,) + tuple(f"inverter_{net}.pt" for net in INVERTERS)
+
+
+def _inverter_file(checkpoint_dir: Optional[str], net: str) -> Optional[str]:
+    return os.path.join(checkpoint_dir, f"inverter_{net}.pt") if checkpoint_dir else None
+
+
+def _attacker_pairs(
+    cipher: Cipher,
+    attacker_x: torch.Tensor,
+    s: PublicModelSettings,
+    checkpoint_dir: Optional[str],
+    log: Callable[[str], None],
+) -> Tuple[torch.Tensor, torch.Tensor, float, bool]:
+    """The attacker's pairs (ciphertexts as float in [0, 1], plaintexts), the seconds they took to
+    make, and whether they were reused from ``checkpoint_dir`` (made there otherwise)."""
+    n = s.pairs + s.val
+    path = os.path.join(checkpoint_dir, PAIRS_FILE) if checkpoint_dir else None
+    fp = ""
+    if path:
+        fp = ckpt.fingerprint(
+            "pairs", n, s.key_every, ckpt.cipher_fingerprint(cipher, attacker_x.shape[1:]), attacker_x
+        )
+    state = ckpt.load(path, fp)
+    if state is not None:
+        log(f"(d) the attacker's {s.pairs} pairs under its own keys: reused from {checkpoint_dir}")
+        pixels, seconds = state["pixels"], float(state["seconds"])
+    else:
+        log(f"(d) the attacker makes {s.pairs} pairs under its own keys")
+        t0 = time.perf_counter()
+        pixels, _, _ = make_pairs(cipher, attacker_x, n, s.key_every, log)
+        seconds = time.perf_counter() - t0
+        ckpt.save(path, {"fingerprint": fp, "pixels": pixels, "seconds": seconds})
+    idx = torch.arange(n) % attacker_x.shape[0]
+    return pixels.float() / 255.0, attacker_x[idx], seconds, state is not None
+
+
 def public_model_attacks(
     cipher: Cipher,
     attacker_x: torch.Tensor,
@@ -229,6 +271,7 @@ def public_model_attacks(
     distractor_x: torch.Tensor,
     settings: PublicModelSettings = PublicModelSettings(),
     log: Callable[[str], None] = lambda s: None,
+    checkpoint_dir: Optional[str] = None,
 ) -> dict:
     """Rows (d) and (e) against ``cipher``'s scheme, model and classifier, with the attacker's own keys.
 
@@ -238,9 +281,12 @@ def public_model_attacks(
         victim_ct, victim_x: (M, ...) the victims' ciphertexts (pixels as float in [0, 1], under the
             victim's key) and plaintexts.
         distractor_x: other plaintexts of the victims' distribution, the linkage's other candidates.
+        checkpoint_dir: where the attacker's pairs and each inverter's state after every epoch are
+            kept (:mod:`.checkpoint`); a rerun with the same settings resumes from them. None: nowhere.
     Returns:
         {"inversion": {...per network...}, "guess": best inverter's (M, C, H, W) reconstructions,
-         "linkage": {name: accuracy}, "chance": 1/K, "settings": ..., "compute_s": ...}
+         "linkage": {name: accuracy}, "chance": 1/K, "settings": ..., "compute_s": ... (over every
+         run that resumed this one), "resumed": {"pairs": reused?, network: from epoch}}
     """
     s = settings
     t0 = time.perf_counter()
@@ -254,23 +300,35 @@ def public_model_attacks(
             *(cipher.encrypt(pool[m + sl.start : m + sl.stop]).as_float() for sl in batch_slices(n_link - m, 256)),
         ]
     )
-    log(f"(d) the attacker makes {s.pairs} pairs under its own keys")
-    ct, x, _ = make_pairs(cipher, attacker_x, s.pairs + s.val, s.key_every, log)
-    t_pairs = time.perf_counter() - t0
+    ct, x, t_pairs, reused = _attacker_pairs(cipher, attacker_x, s, checkpoint_dir, log)
+    resumed: dict = {"pairs": reused}
+    earlier_s = t_pairs if reused else 0.0  # compute spent by the runs this one resumes
     tr, va = slice(0, s.pairs), slice(s.pairs, None)
     results, guesses = {}, {}
-    for net, width in (("unet", s.width), ("resnet", s.width * 3 // 2)):
+    for net, width in zip(INVERTERS, (s.width, s.width * 3 // 2)):
         log(f"(d) inverter {net}")
-        t = time.perf_counter()
         cfg = InversionSettings(
             epochs=s.epochs, width=width, seed=s.seed, network=net, batch_size=64, precision=s.precision
         )
-        guess, info = train_inversion(ct[tr], x[tr], ct[va], x[va], link_ct, cfg)
+        guess, info = train_inversion(
+            ct[tr],
+            x[tr],
+            ct[va],
+            x[va],
+            link_ct,
+            cfg,
+            checkpoint=_inverter_file(checkpoint_dir, net),
+            on_epoch=lambda e, p, net=net: log(f"  {net} epoch {e}/{s.epochs}: validation {p:.2f} dB"),
+        )
+        if info["resumed_from_epoch"]:
+            log(f"  {net}: resumed after epoch {info['resumed_from_epoch']} from {checkpoint_dir}")
+        resumed[net] = info["resumed_from_epoch"]
+        earlier_s += info["train_s_earlier"]
         guesses[net] = guess
         results[net] = {
             "val_psnr": info["best_val_psnr"],
             "best_epoch": info["best_epoch"],
-            "train_s": round(time.perf_counter() - t, 1),
+            "train_s": info["train_s"],
             "settings": cfg.to_dict(),
         }
     best = max(results, key=lambda k: results[k]["val_psnr"])
@@ -305,6 +363,7 @@ def public_model_attacks(
         "chance": 1.0 / s.candidates,
         "victims_linked": int(keep.sum()),
         "settings": s.to_dict(),
-        "compute_s": {"pairs": round(t_pairs, 1), "total": round(time.perf_counter() - t0, 1)},
+        "compute_s": {"pairs": round(t_pairs, 1), "total": round(time.perf_counter() - t0 + earlier_s, 1)},
+        "resumed": resumed,
         "victim_psnr_best": float(metrics.psnr(guesses[best][:m].clamp(0, 1), victim_x).mean()),
     }

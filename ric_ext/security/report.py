@@ -171,6 +171,14 @@ def format_markdown(res: dict, context: dict) -> str:
                 for name, v in inv["inverters"].items()
             ]
             lines.append(f"- compute: {inv['compute_s']['pairs']} s making pairs, {inv['compute_s']['total']} s in all")
+            rs = inv.get("resumed") or {}
+            if rs.get("pairs") or any(v for k, v in rs.items() if k != "pairs"):
+                done = [f"{k} after epoch {v}" for k, v in rs.items() if k != "pairs" and v]
+                lines.append(
+                    "- resumed an interrupted run: "
+                    + ", ".join((["the same pairs"] if rs.get("pairs") else []) + done)
+                    + " (compute counts every run)"
+                )
         lines += [
             "",
             f"Linkage: pick the victim's plaintext among {lk['candidates']} candidates with its public label "

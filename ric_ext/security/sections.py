@@ -96,6 +96,7 @@ class Run:
     npcr: Optional[float] = None
     public_x: Optional[torch.Tensor] = None  # the public-model attacker's own images (section public_model)
     distractor_x: Optional[torch.Tensor] = None  # other plaintexts: the linkage test's candidates
+    checkpoint_dir: Optional[str] = None  # where section public_model keeps the attacker's work (.checkpoint)
 
     @property
     def tr(self) -> slice:
@@ -429,7 +430,14 @@ def public_model_section(run: Run) -> None:
     if run.public_x is None or run.distractor_x is None:
         raise ValueError("the public_model section needs the attacker's own images and distractors")
     res = public_model_attacks(
-        run.cipher, run.public_x, run.ct_test.as_float(), run.test_x, run.distractor_x, run.cfg.public, run.log
+        run.cipher,
+        run.public_x,
+        run.ct_test.as_float(),
+        run.test_x,
+        run.distractor_x,
+        run.cfg.public,
+        run.log,
+        checkpoint_dir=run.checkpoint_dir,
     )
     run.images["public_model"] = res["guess"]
     s = res["settings"]
@@ -440,7 +448,7 @@ def public_model_section(run: Run) -> None:
             res["guess"],
             {"pairs": s["pairs"], "val": s["val"], "epochs": s["epochs"], "key_every": s["key_every"]},
             target=True,
-            extra={"inverters": res["inversion"], "compute_s": res["compute_s"]},
+            extra={"inverters": res["inversion"], "compute_s": res["compute_s"], "resumed": res["resumed"]},
         )
     )
     run.curves["linkage"] = {
