@@ -91,6 +91,18 @@ def test_fingerprint_sees_dtype_shape_and_bytes():
     assert len(fps) == 6 and ckpt.fingerprint(t.clone()) == ckpt.fingerprint(t)
 
 
+def test_cipher_fingerprint_tells_schemes_apart_but_not_keys(tiny_trained, svhn_classifier):
+    from ric_ext.cipher import Cipher
+
+    def fp(**kw):
+        return ckpt.cipher_fingerprint(Cipher(classifier=svhn_classifier, key=Key.generate(), **kw), (3, 32, 32))
+
+    digits, pad = fp(model=None), fp(model=None, scheme="pad")
+    paper = fp(model=tiny_trained, scheme="paper")
+    assert len({digits, pad, paper, fp(model=None, bank=None)}) == 4
+    assert fp(model=None) == digits and fp(model=None, scheme="pad") == pad  # another key, the same attacker pairs
+
+
 def test_public_model_attacker_resumes_with_the_same_pairs(svhn_classifier, svhn_images, tmp_path):
     from ric_ext.cipher import Cipher
 

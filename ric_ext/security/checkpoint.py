@@ -45,9 +45,11 @@ def fingerprint(*parts: Any) -> str:
 
 
 def cipher_fingerprint(cipher, shape: tuple) -> str:
-    """What makes a cipher's ciphertexts of (C, H, W) images: scheme, NAE settings, networks, bank."""
+    """What makes a cipher's ciphertexts of (C, H, W) images: scheme, NAE settings, networks, bank.
+    Not the key: the attacker's pairs are under keys of its own, whatever the victim's."""
     scheme = cipher.scheme
-    bank = cipher.bank_for(tuple(shape)) if hasattr(cipher, "bank_for") else None
+    digits = getattr(scheme, "base", None) is not None  # only the digits scheme starts from a bank
+    bank = cipher.bank_for(tuple(shape)) if digits else None
     return fingerprint(
         type(scheme).__name__,
         getattr(scheme, "base", None),
