@@ -23,6 +23,7 @@ from typing import Any, Optional
 import torch
 
 from ..io_utils import atomic_write_bytes
+from ..models.classifiers import fingerprint as module_fingerprint
 
 #: the folder inside ``evaluate --out`` that holds an unfinished run's checkpoints
 DIR_NAME = ".ric_attack_checkpoint"
@@ -37,7 +38,7 @@ def fingerprint(*parts: Any) -> str:
             h.update(f"tensor {t.dtype} {tuple(t.shape)}".encode())
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
         elif isinstance(p, torch.nn.Module):
-            h.update(fingerprint(*p.state_dict().values()).encode())
+            h.update(module_fingerprint(p).encode())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
         h.update(b"|")
