@@ -12,6 +12,7 @@ import torch
 
 from ric_ext.cipher import Cipher
 from ric_ext.keys import Key
+from ric_ext.metrics import psnr
 from ric_ext.nae import NAEConfig
 from ric_ext.security import AttackConfig, InversionSettings, run_attacks, score, stats, train_inversion, write_report
 from ric_ext.security.public_model import (
@@ -22,7 +23,9 @@ from ric_ext.security.public_model import (
     two_tower_choice,
 )
 from ric_ext.security.references import reference_guesses
+from ric_ext.security.report import _vs_class_mean
 from ric_ext.security.schemes import lsb_decrypt, lsb_encrypt
+from ric_ext.security.scoring import Scorer, paired_vs
 from ric_ext.security.unet import UNet
 
 
@@ -82,6 +85,28 @@ def test_reference_guesses():
     assert torch.allclose(refs["class-mean image"][0], torch.full((1, 4, 4), 0.8))
     assert torch.allclose(refs["class-mean image"][1], torch.full((1, 4, 4), 0.1))
     assert torch.allclose(refs["own mean grey"][0], x[0].mean().expand(1, 4, 4))
+
+
+def test_paired_comparison_with_the_class_mean_by_hand():
+    # two flat images at 0.5; the class-mean guess is off by 0.1 on both
+    x = torch.full((2, 1, 4, 4), 0.5)
+    cls = torch.full_like(x, 0.6)
+    ref = psnr(cls, x)
+    same = paired_vs(cls, ref, x)
+    assert same["dpsnr"] == 0 and same["share_closer"] == 0.5 and same["images"] == 2
+    # closer than the class mean on the first image (off by 0.05), further on the second (off by 0.2)
+    guess = torch.stack([torch.full((1, 4, 4), 0.55), torch.full((1, 4, 4), 0.3)])
+    v = paired_vs(guess, ref, x)
+    d = psnr(guess, x) - ref
+    assert math.isclose(v["dpsnr"], float(d.mean()), abs_tol=1e-9) and v["share_closer"] == 0.5
+    assert math.isclose(v["dpsnr_se"], float(d.double().std() / math.sqrt(2)), rel_tol=1e-9)
+    # a perfect guess is capped at 100 dB, as in score()
+    assert paired_vs(x, ref, x)["share_closer"] == 1.0
+    # every scored row carries the comparison, so a report can tell "label only" from "label and more"
+    sc = Scorer(x, {"training-set mean image": cls, "own mean grey": cls, "class-mean image": cls})
+    row = sc.row("s", "a", guess, {})
+    assert row["vs_class_mean"] == v
+    assert "closer on 50%" in _vs_class_mean(v) and _vs_class_mean(None) == "–"
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -161,6 +186,8 @@ def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_image
     ]  # no temporary files left behind
     md = (out / "report.md").read_text()
     assert "tiny" in md and "Baseline schemes" in md and "training-set mean image" in md
+    assert all(r["vs_class_mean"]["images"] == 6 for r in res["rows"] if r["section"] != "ciphertext_only")
+    assert md.count("closer on") >= len(res["rows"])
     assert cipher.key.noise_key.hex() not in md and cipher.key.mac_key.hex() not in md
     rep = json.loads((out / "report.json").read_text())
     assert rep["n_test"] == 6 and rep["settings"]["inversion"]["epochs"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional
 
 import torch
@@ -12,12 +13,31 @@ from .. import metrics
 TARGET_DPSNR, TARGET_DSSIM = 1.0, 0.05
 
 
+def _psnr_each(guess: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB, capped at 100) of guesses against plaintexts."""
+    return metrics.psnr(guess.detach().float().cpu().clamp(0, 1), x).clamp(max=100)
+
+
 def score(guess: torch.Tensor, x: torch.Tensor) -> dict:
     """Mean PSNR (dB, capped at 100 per image) and SSIM of guesses against plaintexts."""
     guess = guess.detach().float().cpu().clamp(0, 1)
-    out = {"psnr": float(metrics.psnr(guess, x).clamp(max=100).mean())}
+    out = {"psnr": float(_psnr_each(guess, x).mean())}
     out["ssim"] = float(metrics.ssim(guess, x).mean()) if min(x.shape[-2:]) >= 11 else float("nan")
     return out
+
+
+def paired_vs(guess: torch.Tensor, ref_psnr: torch.Tensor, x: torch.Tensor) -> dict:
+    """How a guess compares with a reference guess image by image (both scored against ``x``).
+
+    The means of two guesses can agree while one of them still knows something about each image;
+    the paired difference says whether it does: its mean with a standard error, and the share of
+    images on which the guess is the closer of the two (ties count half).
+    """
+    d = (_psnr_each(guess, x) - ref_psnr).double()
+    n = d.numel()
+    se = float(d.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
+    closer = float(((d > 0).double() + 0.5 * (d == 0).double()).mean()) if n else float("nan")
+    return {"dpsnr": float(d.mean()) if n else float("nan"), "dpsnr_se": se, "share_closer": closer, "images": n}
 
 
 class Scorer:
@@ -27,6 +47,8 @@ class Scorer:
         self.x = x
         self.refs = {k: score(v, x) for k, v in refs.items()}
         self.base = self.refs["training-set mean image"]
+        # the label is public, so per image the guess to beat is its class-mean image
+        self._class_psnr = _psnr_each(refs["class-mean image"], x) if "class-mean image" in refs else None
 
     def row(
         self,
@@ -49,6 +71,8 @@ class Scorer:
             "settings": settings,
             "baselines": self.refs,
         }
+        if self._class_psnr is not None:
+            r["vs_class_mean"] = paired_vs(guess, self._class_psnr, self.x)
         if target:
             r["target"] = f"PSNR <= {base['psnr'] + TARGET_DPSNR:.2f} dB and SSIM <= {base['ssim'] + TARGET_DSSIM:.3f}"
             r["meets_target"] = bool(
