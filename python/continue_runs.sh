@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Continue the long CPU training runs committed under checkpoints/ (docs/diaries/svhn.md and docs/diaries/faces.md),
+# Continue the paper scheme's long CPU training runs (docs/diaries/svhn.md and docs/diaries/faces.md),
 # one process after the other (two torch processes on 2 cores slow each other 10-100x).
+# Every run is stopped (0 minutes by default): the last two, svhn_w32 (step 17,719) and
+# faces64_w32_r4 (step 1,819), left the tree on 2026-12-07 (docs/decisions.md). To continue one,
+# restore its checkpoint folder from the commit before the one that removed it, e.g.
+#   git checkout "$(git log -1 --format=%h --diff-filter=D -- checkpoints/svhn_w32)^" -- checkpoints/svhn_w32
 #
 #   SVHN_MIN=55 FACES4_MIN=45 bash python/continue_runs.sh       # wall minutes per run; 0 skips a run
 #   SVHN_MIN=0 FACES_MIN=0 FACES2_MIN=60 bash python/continue_runs.sh   # the first faces warm restart only
@@ -17,7 +21,7 @@ PY="${PYTHON:-python3}"  # the interpreter (tests pass their own, sys.executable
 # The workspace's data and classifier folders (docs/data.md): the package has no default.
 export RIC_DATA="${RIC_DATA:-../shared/data}" RIC_MODELS="${RIC_MODELS:-../shared/models}"
 ROOT="${ROOT:-checkpoints}"
-SVHN_MIN="${SVHN_MIN:-55}"
+SVHN_MIN="${SVHN_MIN:-0}"
 # The first faces run and the first two warm restarts finished their schedules (their numbers
 # are in docs/diaries/faces.md; their folders left the tree on 2026-12-03), so they run only when asked.
 FACES_MIN="${FACES_MIN:-0}"
