@@ -92,20 +92,20 @@ def test_paired_comparison_with_the_class_mean_by_hand():
     x = torch.full((2, 1, 4, 4), 0.5)
     cls = torch.full_like(x, 0.6)
     ref = psnr(cls, x)
-    same = paired_vs(cls, ref, x)
+    same = paired_vs(ref, ref)
     assert same["dpsnr"] == 0 and same["share_closer"] == 0.5 and same["images"] == 2
     # closer than the class mean on the first image (off by 0.05), further on the second (off by 0.2)
     guess = torch.stack([torch.full((1, 4, 4), 0.55), torch.full((1, 4, 4), 0.3)])
-    v = paired_vs(guess, ref, x)
     d = psnr(guess, x) - ref
+    v = paired_vs(psnr(guess, x), ref)
     assert math.isclose(v["dpsnr"], float(d.mean()), abs_tol=1e-9) and v["share_closer"] == 0.5
     assert math.isclose(v["dpsnr_se"], float(d.double().std() / math.sqrt(2)), rel_tol=1e-9)
-    # a perfect guess is capped at 100 dB, as in score()
-    assert paired_vs(x, ref, x)["share_closer"] == 1.0
     # every scored row carries the comparison, so a report can tell "label only" from "label and more"
     sc = Scorer(x, {"training-set mean image": cls, "own mean grey": cls, "class-mean image": cls})
     row = sc.row("s", "a", guess, {})
     assert row["vs_class_mean"] == v
+    # a perfect guess is capped at 100 dB, as in score()
+    assert sc.row("s", "a", x, {})["vs_class_mean"]["share_closer"] == 1.0
     assert "closer on 50%" in _vs_class_mean(v) and _vs_class_mean(None) == "–"
 
 

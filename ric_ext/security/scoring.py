@@ -26,18 +26,18 @@ def score(guess: torch.Tensor, x: torch.Tensor) -> dict:
     return out
 
 
-def paired_vs(guess: torch.Tensor, ref_psnr: torch.Tensor, x: torch.Tensor) -> dict:
-    """How a guess compares with a reference guess image by image (both scored against ``x``).
+def paired_vs(guess_psnr: torch.Tensor, ref_psnr: torch.Tensor) -> dict:
+    """How a guess compares with a reference guess image by image, from their per-image PSNRs (n,).
 
     The means of two guesses can agree while one of them still knows something about each image;
     the paired difference says whether it does: its mean with a standard error, and the share of
     images on which the guess is the closer of the two (ties count half).
     """
-    d = (_psnr_each(guess, x) - ref_psnr).double()
+    d = (guess_psnr - ref_psnr).double()
     n = d.numel()
-    se = float(d.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
-    closer = float(((d > 0).double() + 0.5 * (d == 0).double()).mean()) if n else float("nan")
-    return {"dpsnr": float(d.mean()) if n else float("nan"), "dpsnr_se": se, "share_closer": closer, "images": n}
+    se = float(d.std() / math.sqrt(n)) if n > 1 else float("nan")
+    closer = (d > 0).double() + 0.5 * (d == 0).double()
+    return {"dpsnr": float(d.mean()), "dpsnr_se": se, "share_closer": float(closer.mean()), "images": n}
 
 
 class Scorer:
@@ -48,7 +48,7 @@ class Scorer:
         self.refs = {k: score(v, x) for k, v in refs.items()}
         self.base = self.refs["training-set mean image"]
         # the label is public, so per image the guess to beat is its class-mean image
-        self._class_psnr = _psnr_each(refs["class-mean image"], x) if "class-mean image" in refs else None
+        self._class_psnr = _psnr_each(refs["class-mean image"], x)
 
     def row(
         self,
@@ -71,8 +71,7 @@ class Scorer:
             "settings": settings,
             "baselines": self.refs,
         }
-        if self._class_psnr is not None:
-            r["vs_class_mean"] = paired_vs(guess, self._class_psnr, self.x)
+        r["vs_class_mean"] = paired_vs(_psnr_each(guess, self.x), self._class_psnr)
         if target:
             r["target"] = f"PSNR <= {base['psnr'] + TARGET_DPSNR:.2f} dB and SSIM <= {base['ssim'] + TARGET_DSSIM:.3f}"
             r["meets_target"] = bool(
