@@ -47,6 +47,7 @@ from .errors import (  # noqa: E402
     KeyFileError,
     ModelMismatchError,
     ReencodedError,
+    ReencryptionError,
     RicError,
     TamperedError,
     WrongKeyError,
@@ -54,6 +55,7 @@ from .errors import (  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
 from .keys import Key  # noqa: E402
 from .nae import NAEConfig, NAEGenerator  # noqa: E402
+from .reencrypt import reencrypt  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -66,11 +68,13 @@ __all__ = [
     "NAEConfig",
     "NAEGenerator",
     "evaluate",
+    "reencrypt",
     "RicError",
     "WrongKeyError",
     "TamperedError",
     "CiphertextFormatError",
     "ReencodedError",
+    "ReencryptionError",
     "IntegrityError",
     "ModelMismatchError",
     "KeyFileError",

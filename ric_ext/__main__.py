@@ -1,6 +1,7 @@
 """Command line: ``python -m ric_ext <command>`` (also installed as ``ric-ext``).
 
-Commands: info, keygen, encrypt, decrypt, classify, serve, train, evaluate, models, import-authors, demo.
+Commands: info, keygen, encrypt, decrypt, reencrypt, classify, serve, train, evaluate, models, import-authors,
+demo.
 Each command parses its options and calls the library; settings come from their
 dataclasses (:mod:`ric_ext.options`), never from lists written here.
 """
@@ -43,7 +44,7 @@ def _classifier(args: argparse.Namespace, model=None):
     from .models.registry import find_classifier, load_classifier
 
     name = args.classifier
-    if name is None and args.command == "decrypt":
+    if name is None and args.command in ("decrypt", "reencrypt"):  # the one the files were made for
         name = find_classifier(str(_first_header(args).get("classifier")), args.models)
     carried = settings.of(model).get("classifier")
     if name is None and carried:
@@ -239,18 +240,23 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nonce_seed(args: argparse.Namespace) -> Optional[bytes]:
+    """--nonce-seed as 32 bytes (None: a fresh random seed)."""
+    if args.nonce_seed is None:
+        return None
+    try:
+        seed = bytes.fromhex(args.nonce_seed)
+    except ValueError:
+        seed = b""
+    if len(seed) != 32:
+        raise ValueError("--nonce-seed must be 64 hex digits (32 bytes)")
+    return seed
+
+
 def _cmd_encrypt(args: argparse.Namespace) -> int:
     from .folders import encrypt_folder
 
     cipher = _cipher(args)
-    seed = None
-    if args.nonce_seed is not None:
-        try:
-            seed = bytes.fromhex(args.nonce_seed)
-        except ValueError:
-            seed = b""
-        if len(seed) != 32:
-            raise ValueError("--nonce-seed must be 64 hex digits (32 bytes)")
     n = encrypt_folder(
         cipher,
         args.input,
@@ -258,10 +264,57 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         size=_size(args, cipher.classifier),
         resume=args.resume,
-        nonce_seed=seed,
+        nonce_seed=_nonce_seed(args),
         on_file=_file_reporter(args),
     )
     _report("encrypted", n, args.output)
+    return 0
+
+
+def _cmd_reencrypt(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .cipher import Cipher
+    from .folders import reencrypt_folder
+    from .keys import Key
+
+    old_key = Key.load(args.key)
+    new_key = Key.load(args.new_key) if args.new_key else old_key
+    clf = _classifier(args)
+    cipher = Cipher(
+        None,
+        clf,
+        new_key,
+        _nae(args, None, clf, "digits"),
+        batch_size=args.batch_size,
+        scheme="digits",
+        base=args.base,
+        bank=_bank(args),
+        precision=args.precision,
+        progress=not args.no_progress,
+    )
+
+    def report(path: str, lossless: bool, replayed_format: Optional[int]) -> None:
+        line = f"{path}\t{'lossless' if lossless else 'lossy (as the old file was)'}"
+        if replayed_format is not None:
+            line += (
+                f"\tfrom format {replayed_format}, a replayed format: the new file holds the bytes it decrypts to "
+                "on this machine, and decrypts with the key alone from now on"
+            )
+        tqdm.write(line)
+
+    n = reencrypt_folder(
+        cipher,
+        old_key,
+        args.input,
+        args.output,
+        models=args.models,
+        progress=not args.no_progress,
+        resume=args.resume,
+        nonce_seed=_nonce_seed(args),
+        on_file=None if args.no_report else report,
+    )
+    _report("re-encrypted", n, args.output)
     return 0
 
 
@@ -464,14 +517,9 @@ def _add_classifier_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None:
-    import dataclasses
-
     from .batching import DEFAULT_MICRO_BATCH
-    from .nae import NAEConfig
-    from .nae_digits import PRECISIONS
     from .ops.pad import DEFAULT_A
-    from .options import add_options
-    from .schemes import DIGITS_BASE, SCHEMES
+    from .schemes import SCHEMES
 
     if needs_key:
         p.add_argument("--key", required=True, help="key file from `ric-ext keygen`")
@@ -484,6 +532,37 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
         "the paper's learned encoder (needs --model); auto: decrypt takes the scheme its files name, the other "
         "commands paper when --model is given and digits otherwise (default: %(default)s)",
     )
+    _add_digits_args(p)
+    p.add_argument(
+        "--pad-a",
+        type=float,
+        default=DEFAULT_A,
+        help="pad scheme: the share's scale, its guard against the 8-bit rounding (default: %(default)s)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="the paper scheme's RIC weights: a .pt file or a bundled model by name (svhn | faces | svhn-v1.. | "
+        "faces-v1..); not needed by the pad scheme",
+    )
+    _add_classifier_args(p)
+    _add_nae_args(p)
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
+    p.add_argument(
+        "--micro-batch",
+        type=int,
+        default=DEFAULT_MICRO_BATCH,
+        help="networks run on chunks of exactly this many rows, so an image decrypts to the same "
+        "bytes in any batch; 0 = whole batches (default: %(default)s)",
+    )
+    _add_output_args(p)
+
+
+def _add_digits_args(p: argparse.ArgumentParser) -> None:
+    """The digits scheme's own options."""
+    from .nae_digits import PRECISIONS
+    from .schemes import DIGITS_BASE
+
     p.add_argument(
         "--base",
         type=int,
@@ -503,33 +582,68 @@ def _add_cipher_args(p: argparse.ArgumentParser, needs_key: bool = True) -> None
         help="digits scheme: the attack steps' precision (the check is always float32); auto: bf16 where the "
         "device has native bfloat16, else fp32 (default: %(default)s)",
     )
-    p.add_argument(
-        "--pad-a",
-        type=float,
-        default=DEFAULT_A,
-        help="pad scheme: the share's scale, its guard against the 8-bit rounding (default: %(default)s)",
-    )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="the paper scheme's RIC weights: a .pt file or a bundled model by name (svhn | faces | svhn-v1.. | "
-        "faces-v1..); not needed by the pad scheme",
-    )
-    _add_classifier_args(p)
+
+
+def _add_nae_args(p: argparse.ArgumentParser) -> None:
+    """--nae-*: generated from NAEConfig; an option not given keeps the scheme's, model's or classifier's own."""
+    import dataclasses
+
+    from .nae import NAEConfig
+    from .options import add_options
+
     unset = {f.name: argparse.SUPPRESS for f in dataclasses.fields(NAEConfig)}
     add_options(p, NAEConfig, prefix="nae", defaults=unset, unset_note="the model's (or classifier's) own setting")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
-    p.add_argument(
-        "--micro-batch",
-        type=int,
-        default=DEFAULT_MICRO_BATCH,
-        help="networks run on chunks of exactly this many rows, so an image decrypts to the same "
-        "bytes in any batch; 0 = whole batches (default: %(default)s)",
-    )
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
-        "--no-report", action="store_true", help="encrypt/decrypt: no per-file line (lossless or lossy) on stdout"
+        "--no-report",
+        action="store_true",
+        help="encrypt/decrypt/reencrypt: no per-file line (lossless or lossy) on stdout",
     )
+
+
+def _add_folder_job_args(p: argparse.ArgumentParser, what: str, nonces: bool) -> None:
+    """--input, --output, --resume (and --nonce-seed for the commands that draw nonces)."""
+    p.add_argument("--input", required=True, help=f"a file or a folder of {what} (searched recursively)")
+    p.add_argument("--output", required=True, help="output folder (existing files are never overwritten)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted job: outputs that exist are verified and kept, only missing ones are made",
+    )
+    if nonces:
+        p.add_argument(
+            "--nonce-seed",
+            default=None,
+            help="64 hex digits: derive the nonces from this seed instead of a fresh random one, for a "
+            "reproducible run (the image's bytes enter each nonce, so a repeated seed repeats a nonce only "
+            "for the same image at the same name)",
+        )
+
+
+def _add_reencrypt(sub) -> None:
+    r = sub.add_parser(
+        "reencrypt",
+        help="re-encrypt ciphertext PNGs (any format) under a new key, classifier, base or bank, into format 4, "
+        "without writing the plaintext anywhere; each new file is checked to decrypt to the old file's bytes",
+    )
+    r.add_argument("--key", required=True, help="the key the input files were made under")
+    r.add_argument("--new-key", default=None, help="the key of the new files (default: --key, with fresh nonces)")
+    _add_folder_job_args(r, "ciphertext PNGs", nonces=True)
+    _add_digits_args(r)
+    r.add_argument(
+        "--classifier",
+        default=None,
+        help=CLASSIFIER_HELP + " (default: the classifier the input files were made for)",
+    )
+    r.add_argument("--models", default=None, help=MODELS_HELP + "; formats 1-3 also find their own classifier there")
+    r.add_argument("--device", default="auto", help=DEVICE_HELP)
+    _add_nae_args(r)
+    r.add_argument("--batch-size", type=int, default=256, help="images per batch (default: %(default)s)")
+    _add_output_args(r)
+    r.set_defaults(func=_cmd_reencrypt)
 
 
 def _add_train(sub) -> None:
@@ -623,23 +737,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "classifier's input size, e.g. 32 for svhn, 64 for lfw; images of another "
                 "size are cropped and resized to it)",
             )
-        c.add_argument("--input", required=True, help=f"a file or a folder of {what} (searched recursively)")
-        c.add_argument("--output", required=True, help="output folder (existing files are never overwritten)")
-        c.add_argument(
-            "--resume",
-            action="store_true",
-            help="finish an interrupted job: outputs that exist are verified and kept, only missing ones are made",
-        )
-        if name == "encrypt":
-            c.add_argument(
-                "--nonce-seed",
-                default=None,
-                help="64 hex digits: derive the nonces from this seed instead of a fresh random one, for a "
-                "reproducible run (the image's bytes enter each nonce, so a repeated seed repeats a nonce only "
-                "for the same image at the same name)",
-            )
+        _add_folder_job_args(c, what, nonces=name == "encrypt")
         _add_cipher_args(c)
         c.set_defaults(func=fn)
+    _add_reencrypt(sub)
 
     cl = sub.add_parser("classify", help="labels of the unmodified classifier for images or ciphertexts")
     cl.add_argument("--input", required=True, help="an image file or a folder of images")

@@ -23,6 +23,11 @@ class IntegrityError(RicError):
     the payload does not decode): raised instead of returning a different image."""
 
 
+class ReencryptionError(IntegrityError):
+    """A re-encrypted ciphertext would not decrypt, with the new key, to the bytes the old one gave
+    (so it is not written or returned)."""
+
+
 class WrongKeyError(RicError):
     """The ciphertext was made under another key."""
 

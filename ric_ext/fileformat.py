@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import os
 from typing import Optional, Union
@@ -25,7 +26,7 @@ import torch
 from .checks import check_int
 from .cipher import READABLE_VERSIONS, Ciphertext
 from .errors import CiphertextFormatError, ReencodedError, TamperedError, WrongKeyError
-from .io_utils import atomic_write
+from .io_utils import atomic_write_bytes
 from .keys import Key
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -45,6 +46,13 @@ def _tag(mac_key: bytes, header_bytes: bytes, pixels: np.ndarray) -> str:
 
 def write_png(path: PathLike, ct: Ciphertext, key: Key, *, overwrite: bool = False) -> None:
     """Write one ciphertext (len(ct) == 1) to ``path`` atomically; never overwrites unless asked."""
+    data = encode_png(ct, key)
+    atomic_write_bytes(path, data, overwrite=overwrite)
+
+
+def encode_png(ct: Ciphertext, key: Key) -> bytes:
+    """The bytes :func:`write_png` writes for one ciphertext (len(ct) == 1): checkable in memory
+    (:func:`decode_png`) before anything reaches the disk."""
     from PIL import Image, PngImagePlugin
 
     if len(ct) != 1:
@@ -69,7 +77,9 @@ def write_png(path: PathLike, ct: Ciphertext, key: Key, *, overwrite: bool = Fal
         pix[0] if pix.shape[0] == 1 else np.ascontiguousarray(pix.transpose(1, 2, 0)),
         mode="L" if pix.shape[0] == 1 else "RGB",
     )
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG", pnginfo=info), overwrite=overwrite)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
 
 
 NO_HEADER_HINT = (
@@ -109,13 +119,21 @@ def peek_header(path: PathLike) -> dict:
 
 def read_png(path: PathLike, key: Key) -> Ciphertext:
     """Read and authenticate one ciphertext file."""
-    from PIL import Image
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CiphertextFormatError(f"ciphertext file not found: {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    return decode_png(data, key, name=path)
+
+
+def decode_png(data: bytes, key: Key, *, name: str = "<bytes>") -> Ciphertext:
+    """Authenticate and read one ciphertext from a PNG file's bytes (``name`` goes into errors)."""
+    from PIL import Image
+
+    path = name
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             fmt = img.format
             if fmt == "PNG":
                 img.load()

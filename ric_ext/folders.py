@@ -214,3 +214,95 @@ def decrypt_folder(
                         on_file(o, None if lossless is None else bool(lossless[i]))
                 bar.update(len(group))
         return total(len(todo))
+
+
+def reencrypt_folder(
+    cipher: Cipher,
+    old_key,
+    inp: PathLike,
+    out: PathLike,
+    *,
+    models: Optional[str] = None,
+    progress: bool = True,
+    resume: bool = False,
+    nonce_seed: Optional[bytes] = None,
+    on_file: Optional[Callable[[str, bool, Optional[int]], None]] = None,
+) -> int:
+    """Re-encrypt a ciphertext PNG or folder of them (made under ``old_key``, any format) with
+    ``cipher`` (the digits scheme: its key, classifier, base and bank) into ``out``, keeping
+    subfolders; returns the number of files written (every rank's, under ``torchrun``).
+
+    The plaintext exists only in memory, one batch at a time (:mod:`ric_ext.reencrypt`). Every
+    input file is authenticated under ``old_key`` before anything is written (a tampered or
+    foreign-key file stops the job with its name). Every new file is decrypted again in memory
+    with the new key alone and must give exactly the bytes the old file decrypted to before it is
+    written (atomically, never over anything); ReencryptionError names a file that would not.
+    ``on_file(output path, lossless, old format if it was a replayed one (1-3) else None)`` is
+    called for each file written. ``resume``, ``nonce_seed`` and the sharding are as in
+    :func:`encrypt_folder`; ``models`` is where formats 1-3 find their classifier.
+    """
+    from .distributed import agree, process_group, total
+    from .fileformat import decode_png, encode_png
+    from .io_utils import atomic_write_bytes
+    from .reencrypt import OldCiphers, check_target, group_by_header, verify
+
+    check_target(cipher)
+    inp_abs, out_abs = os.path.abspath(os.fspath(inp)), os.path.abspath(os.fspath(out))
+    if os.path.isdir(inp_abs) and os.path.commonpath([inp_abs, out_abs]) == inp_abs:
+        raise ValueError(f"--output {out} is inside --input {inp}: choose a folder outside it")
+    pairs = plan_outputs(inp, out, resume=resume)
+    header = cipher.header()
+    size = getattr(cipher.classifier, "input_size", None)
+    old = OldCiphers(old_key, models=models, device=cipher.device, batch_size=cipher.batch_size)
+
+    def verify_existing(f: str, o: str) -> None:
+        ct = read_png(o, cipher.key)
+        if ct.header != header:
+            raise FileExistsError(f"{o} exists but was made with other settings or another key; not resuming over it")
+        if tuple(ct.pixels.shape) != tuple(read_png(f, old_key).pixels.shape):
+            raise FileExistsError(f"{o} exists but does not have the shape of {f}; not resuming over it")
+
+    def check_input(f: str) -> Optional[Exception]:
+        """Why ``f`` cannot be re-encrypted (it does not authenticate, or does not fit), else None."""
+        from .errors import RicError
+
+        try:
+            ct = read_png(f, old_key)
+        except RicError as exc:  # WrongKeyError, TamperedError, CiphertextFormatError: each names the file
+            return exc
+        h, w = ct.pixels.shape[2:]
+        if size is not None and (h, w) != (size, size):
+            return ValueError(
+                f"{f} is {w}x{h}, but the classifier takes {size}x{size} (re-encryption keeps images as they are)"
+            )
+        return None
+
+    with process_group() as (rank, _):
+        seed = agree(nonce_seed if nonce_seed is not None else os.urandom(32))
+        todo = _my_share(pairs, resume, verify_existing)
+        # every input is authenticated before anything is written, on every rank
+        problems = [p for p in (check_input(f) for f, _ in todo) if p is not None]
+        if total(len(problems)):
+            if problems:
+                raise problems[0]
+            raise ValueError("another rank found an input it cannot re-encrypt (its message names the file)")
+        with _progress(len(todo), "reencrypt", progress and rank == 0) as bar:
+            for sl in batch_slices(len(todo), cipher.batch_size):
+                items = [(read_png(f, old_key), (f, o)) for f, o in todo[sl]]
+                for group in group_by_header(items):
+                    ct = Ciphertext.cat([g[0] for g in group])
+                    files = [g[1] for g in group]
+                    x8 = old.plaintext(ct, [f for f, _ in files])
+                    names = [os.path.relpath(o, os.fspath(out)) for _, o in files]
+                    new = cipher.encrypt(x8, nonce_source=derived_nonces(cipher.key, seed, names, x8))
+                    data = [encode_png(new[i], cipher.key) for i in range(len(new))]
+                    # the files' own bytes, read back and decrypted with the new key alone
+                    back = [decode_png(d, cipher.key, name=o) for d, (_, o) in zip(data, files)]
+                    lossless = verify(back, x8, cipher.key, [f for f, _ in files])
+                    was = ct.header.get("version") if ct.header.get("version") != 4 else None
+                    for i, (_, o) in enumerate(files):
+                        atomic_write_bytes(o, data[i], overwrite=False)
+                        if on_file is not None:
+                            on_file(o, lossless[i], was)
+                    bar.update(len(group))
+        return total(len(todo))
