@@ -4,10 +4,14 @@ Writes --n SVHN test images as PNGs, encrypts the folder (the default digits sch
 times, each in its own pass over a cold output folder:
   - decrypt_folder (read + authenticate each ciphertext, decrypt in batches, write PNGs);
   - the I/O alone: the same reads and authentication, and the same PNG writes, with no decryption;
-  - encrypt_folder, and its I/O alone (read and decode the images, write ciphertext PNGs).
+  - encrypt_folder, and its I/O alone (read and decode the images, write ciphertext PNGs);
+  - reencrypt_folder of the ciphertexts under a new key (issue 39), as a ratio of encrypt_folder
+    on the same images;
+  - reencrypt_folder migrating --migrate-n format-3 (pad scheme) files to format 4, which
+    replays each old file's attack to decrypt it (the format-3 files are made first, untimed).
 A benchmark, not a test.
 
-    python python/bench_folders.py --data ../shared/data --n 2000
+    python python/bench_folders.py --data ../shared/data --n 2000 --migrate-n 500
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ric_ext import Key, data
 from ric_ext.cipher import Cipher
 from ric_ext.data import load_image, save_image
 from ric_ext.fileformat import read_png, write_png
-from ric_ext.folders import decrypt_folder, encrypt_folder, plan_outputs
+from ric_ext.folders import decrypt_folder, encrypt_folder, plan_outputs, reencrypt_folder
 from ric_ext.models import load_classifier
 
 
@@ -40,6 +44,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None)
     p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--migrate-n", type=int, default=500, help="format-3 files to migrate (0: skip)")
     p.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -80,12 +85,29 @@ def main() -> None:
             save_image(o, c.pixels[0])
 
     out["decrypt_io_only"] = timed(decrypt_io)
+    rotated = cipher.with_key(Key.generate())
+    out["reencrypt_folder"] = timed(lambda: reencrypt_folder(rotated, key, ct, fresh("ct2"), progress=False))
     rates = {k: args.n / v for k, v in out.items()}
+    if args.migrate_n:
+        few = os.path.join(work, "plain_few")
+        os.makedirs(few, exist_ok=True)
+        for f, _ in plan_outputs(plain, fresh("unused"))[: args.migrate_n]:
+            shutil.copy(f, few)
+        pad = Cipher(None, cipher.classifier, key, scheme="pad")
+        encrypt_folder(pad, few, fresh("ct3"), progress=False)
+        dt = timed(lambda: reencrypt_folder(cipher, key, os.path.join(work, "ct3"), fresh("ct3to4"), progress=False))
+        dt_enc = timed(lambda: encrypt_folder(cipher, few, fresh("ct_few"), progress=False))
+        rates["migrate_format3_folder"] = args.migrate_n / dt
+        rates["encrypt_folder_same_images_as_migrate"] = args.migrate_n / dt_enc
     print(json.dumps({k: round(v, 1) for k, v in rates.items()}, indent=1))
     print(
         f"decrypt_folder runs at {rates['decrypt_folder'] / rates['decrypt_io_only']:.2f}x its I/O alone; "
-        f"encrypt_folder at {rates['encrypt_folder'] / rates['encrypt_io_only']:.2f}x"
+        f"encrypt_folder at {rates['encrypt_folder'] / rates['encrypt_io_only']:.2f}x; "
+        f"reencrypt_folder (new key) at {rates['reencrypt_folder'] / rates['encrypt_folder']:.2f}x encrypt_folder"
     )
+    if args.migrate_n:
+        ratio = rates["migrate_format3_folder"] / rates["encrypt_folder_same_images_as_migrate"]
+        print(f"migrating format 3 -> 4 at {ratio:.2f}x encrypt_folder on the same images")
     if args.json:
         meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                 "n": args.n, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
