@@ -1,11 +1,14 @@
 """How often the digits scheme carries the image losslessly, and what the base costs.
 
 For each data set (SVHN test 0-999 with the svhn classifier, LFW at 64 px (test, then train)
-with lfw, CIFAR-10 test 0-999 (classes interleaved) with cifar10-resnet20):
+with lfw, CIFAR-10 test 0-999 (classes interleaved) with cifar10-resnet20; with --sets lfw160,
+every LFW test image at 160 px with lfw160):
 
 - at the default base: encrypt every image with the default Cipher (bank start), and report the
   lossless fraction, label agreement (the classifier on the ciphertexts), that every image
-  decrypts to its 8-bit self (lossless) or within the lossy bound, and the time;
+  decrypts to its 8-bit self (lossless) or within the lossy bound, and the time; then
+  --noise-images images of uniform noise of the set's shape through the same cipher (they never
+  compress, so they take the lossy mode): their label agreement and least PSNR;
 - at every --bases value: the fraction whose compressed form fits the share (the codec alone).
 
 Then for every base: the lossy fallback's PSNR on uniform noise, and the NAE's steps from the
@@ -33,6 +36,8 @@ SETS = {
     "svhn": ("svhn", lambda d, n: data.svhn("test", d).images[:n]),
     "lfw64": ("lfw", lambda d, n: torch.cat([data.lfw(s, d, size=64).images for s in ("test", "train")])[:n]),
     "cifar10": ("cifar10-resnet20", lambda d, n: data.cifar10(d).images[:n]),
+    # the paper's face size: every LFW test image (631) with --n 1000
+    "lfw160": ("lfw160", lambda d, n: data.lfw("test", d, size=160).images[:n]),
 }
 
 
@@ -53,6 +58,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000, help="images per data set (default: %(default)s)")
     p.add_argument("--bases", default="51,64,85,128")
     p.add_argument("--steps-images", type=int, default=128)
+    p.add_argument("--noise-images", type=int, default=16, help="uniform-noise images per set (0: none)")
+    p.add_argument("--skip-bases", action="store_true", help="only the data sets, not the per-base rows")
     p.add_argument("--sets", default=",".join(SETS))
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -84,8 +91,18 @@ def main() -> None:
             "encrypt_s": round(t1 - t0, 2),
             "fits_by_base": {b: fits(x, b) for b in bases},
         }
+        if args.noise_images:
+            g = torch.Generator().manual_seed(1)
+            noise = torch.randint(0, 256, (args.noise_images, *x.shape[1:]), generator=g, dtype=torch.uint8)
+            nct = cipher.encrypt(noise)
+            nback, nll = cipher.decrypt_uint8(nct)
+            row["noise_lossy"] = float((~nll).float().mean())
+            row["noise_min_psnr"] = min(psnr(nback[i].numpy(), noise[i].numpy()) for i in range(len(noise)))
+            row["noise_agreement"] = float((cipher.classify(nct) == nct.labels).float().mean())
         out["sets"][name] = row
         print(name, json.dumps(row), flush=True)
+    if args.skip_bases:
+        bases = []
     noise = torch.randint(0, 256, (64, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     svhn = data.svhn("test", args.data).images[: args.steps_images]
     clf = load_classifier("svhn", args.models)

@@ -177,6 +177,115 @@ class ImageFolder(Dataset):
         return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0, label
 
 
+class EncryptedImageFolder(Dataset):
+    """A folder of ciphertext PNGs as a training set: decrypted on the fly, with the key alone.
+
+    Yields ``(transform(image), label)``: image (C, H, W) float32 in [0, 1], the plaintext exactly
+    (format 4: bit for bit where it travelled losslessly; every image is checked against its keyed
+    digest, so a changed file raises IntegrityError or TamperedError, never another image). The
+    label is the class folder's index when the files sit in class folders (``classes``: the sorted
+    first-level folder names, as torchvision's ImageFolder), else the label in the file's header
+    (what the classifier said about the plaintext).
+
+    ``key`` is a :class:`~ric_ext.keys.Key` or the path of a key file. With a path, the dataset
+    holds no secret and pickles, so ``DataLoader`` workers started by spawn (macOS, Windows) load
+    the key themselves; a Key object works with fork (Linux's default) and refuses to pickle.
+    ``models`` is where formats 1-3 find their classifier (default: RIC_MODELS and the store).
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        key,
+        transform=None,
+        target_transform=None,
+        *,
+        models: Optional[PathLike] = None,
+    ):
+        from .keys import Key
+
+        root = os.fspath(root)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"ciphertext folder not found: {root}")
+        if not isinstance(key, (Key, str, os.PathLike)):
+            raise TypeError(f"key must be a ric_ext Key or a key file's path, got {type(key).__name__}")
+        self.root, self.transform, self.target_transform, self.models = root, transform, target_transform, models
+        self._key = key if isinstance(key, Key) else None
+        self._key_path = None if isinstance(key, Key) else os.fspath(key)
+        if self._key_path is not None:
+            Key.load(self._key_path)  # a bad key file fails here, not in a worker
+        self.files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.lower().endswith(".png"))
+        if not self.files:
+            raise FileNotFoundError(f"no ciphertext PNGs under {root}")
+        rels = [os.path.relpath(f, root) for f in self.files]
+        self.classes = sorted({r.split(os.sep)[0] for r in rels if os.sep in r})
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self._ciphers: list = []
+
+    @property
+    def key(self):
+        if self._key is None:
+            from .keys import Key
+
+            self._key = Key.load(self._key_path)
+        return self._key
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getstate__(self) -> dict:
+        if self._key_path is None:
+            raise TypeError(
+                "this EncryptedImageFolder holds a Key object, which never pickles; pass the key file's path "
+                "(EncryptedImageFolder(root, 'key.json')) for DataLoader workers started by spawn"
+            )
+        state = dict(self.__dict__)
+        state["_key"], state["_ciphers"] = None, []  # each worker loads the key and makes its ciphers
+        return state
+
+    def _cipher(self, header: dict):
+        from .cipher import Cipher
+
+        for h, c in self._ciphers:  # one job's files share one header: a short list, compared as dicts
+            if h == header:
+                return c
+        c = Cipher.from_ciphertext(header, self.key, models=self.models, batch_size=256)
+        self._ciphers.append((header, c))
+        return c
+
+    def __getitem__(self, i: int) -> Tuple[object, int]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> List[Tuple[object, int]]:
+        """A batch at once (``DataLoader`` calls this when it exists): the files that share a header
+        are decrypted in one call, which costs far less per image than one at a time."""
+        from .cipher import Ciphertext
+        from .fileformat import read_png
+
+        cts = [read_png(self.files[i], self.key) for i in indices]
+        images: List[Optional[torch.Tensor]] = [None] * len(cts)
+        todo = list(range(len(cts)))
+        while todo:
+            header = cts[todo[0]].header
+            shape = cts[todo[0]].pixels.shape
+            same = [k for k in todo if cts[k].header == header and cts[k].pixels.shape == shape]
+            x8, _ = self._cipher(header).decrypt_uint8(Ciphertext.cat([cts[k] for k in same]))
+            for j, k in enumerate(same):
+                images[k] = x8[j]
+            todo = [k for k in todo if k not in same]
+        out = []
+        for k, i in enumerate(indices):
+            image = images[k].float() / 255.0
+            rel = os.path.relpath(self.files[i], self.root)
+            label = self.class_to_idx[rel.split(os.sep)[0]] if os.sep in rel else int(cts[k].labels[0])
+            if self.transform is not None:
+                image = self.transform(image)
+            if self.target_transform is not None:
+                label = self.target_transform(label)
+            out.append((image, label))
+        return out
+
+
 def load_image(path: PathLike, channels: int = 3, size: Optional[int] = None) -> torch.Tensor:
     """One image file (any mode: grey, RGB, RGBA, palette) -> (C, H, W) float32 in [0, 1].
 

@@ -40,7 +40,7 @@ def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes = b"") ->
 class Key:
     """A 256-bit RIC key. Create with :meth:`generate`, :meth:`from_passphrase` or :meth:`load`."""
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_secret", "_derived")
 
     def __init__(self, secret: bytes):
         if not isinstance(secret, (bytes, bytearray)):
@@ -48,6 +48,12 @@ class Key:
         if len(secret) != KEY_BYTES:
             raise ValueError(f"key material must be {KEY_BYTES} bytes, got {len(secret)}")
         self._secret = bytes(secret)
+        self._derived: dict = {}  # subkeys, derived once: a per-image decryption asks for several
+
+    def _sub(self, info: bytes, length: int = 32) -> bytes:
+        if info not in self._derived:
+            self._derived[info] = hkdf_sha256(self._secret, info, length)
+        return self._derived[info]
 
     def with_flipped_bit(self, bit: int) -> Key:
         """This key with one bit of its secret flipped: for key-sensitivity tests (``evaluate --attacks``)."""
@@ -81,42 +87,42 @@ class Key:
     @property
     def noise_key(self) -> bytes:
         """32-byte ChaCha20 key for the NAE noise."""
-        return hkdf_sha256(self._secret, b"ric-ext v1 noise")
+        return self._sub(b"ric-ext v1 noise")
 
     @property
     def pad_key(self) -> bytes:
         """32-byte ChaCha20 key for the "pad" scheme's one-time pad (independent of the noise key)."""
-        return hkdf_sha256(self._secret, b"ric-ext v1 pad")
+        return self._sub(b"ric-ext v1 pad")
 
     @property
     def digit_key(self) -> bytes:
         """32-byte ChaCha20 key for the "digits" scheme's digit pad (format 4)."""
-        return hkdf_sha256(self._secret, b"ric-ext v4 digit pad")
+        return self._sub(b"ric-ext v4 digit pad")
 
     @property
     def bank_key(self) -> bytes:
         """Chooses each image's NAE bank entry in the "digits" scheme (:mod:`ric_ext.bank`)."""
-        return hkdf_sha256(self._secret, b"ric-ext v4 bank entry")
+        return self._sub(b"ric-ext v4 bank entry")
 
     @property
     def digest_key(self) -> bytes:
         """HMAC-SHA256 key of the plaintext digests that format-4 decryption checks."""
-        return hkdf_sha256(self._secret, b"ric-ext v4 plaintext digest")
+        return self._sub(b"ric-ext v4 plaintext digest")
 
     @property
     def mac_key(self) -> bytes:
         """32-byte HMAC-SHA256 key for ciphertext files."""
-        return hkdf_sha256(self._secret, b"ric-ext v1 mac")
+        return self._sub(b"ric-ext v1 mac")
 
     @property
     def nonce_key(self) -> bytes:
         """Derives nonces for folder jobs (``ric_ext.folders.derived_nonces``)."""
-        return hkdf_sha256(self._secret, b"ric-ext v1 nonce")
+        return self._sub(b"ric-ext v1 nonce")
 
     @property
     def key_id(self) -> str:
         """A public 16-hex-digit identifier (reveals nothing about the key)."""
-        return hkdf_sha256(self._secret, b"ric-ext v1 key id", 8).hex()
+        return self._sub(b"ric-ext v1 key id", 8).hex()
 
     # -- files -----------------------------------------------------------------
     def save(self, path: PathLike, *, overwrite: bool = False) -> None:
