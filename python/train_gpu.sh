@@ -19,16 +19,11 @@
 #   svhn* (default svhn_w50): width 50 (the paper's), batch 64, fresh NAEs, warm-up + cosine over
 #     STEPS (default 25,000 = 200 epochs of the 8,000 SVHN training images),
 #     validation every 500 steps on SVHN test 0-199.
-#   faces160*: LFW faces at 160x160 (the paper's size). The first chunk trains
-#     the LFW identity classifier at 160x160 (python/train_lfw_classifier.py, 40
-#     epochs; estimated: a minute on a GPU, an hour on the 2-core CPU, i.e. ~6x the measured
-#     9 minutes at 64x64) into
-#     NAME/models/lfw_identity160.pt, which travels with the run (`--classifier
-#     lfw160 --models checkpoints/NAME/models` to evaluate). The RIC starts from
+#   faces160*: LFW faces at 160x160 (the paper's size), against the bundled 160x160 LFW
+#     identity classifier `lfw160` (docs/models.md). The RIC starts from
 #     the bundled 64x64 faces model (fully convolutional, so its weights fit any
 #     size): width 32, batch 32, fresh NAEs at NAE lr 0.05, peak lr 2e-4, cosine
 #     over STEPS (default 20,000), validation every 500 steps on LFW test 0-99.
-#     CLS_FLAGS adds flags to the classifier's training (the rehearsal's small one).
 set -euo pipefail
 PY="${PYTHON:-python3}"  # the interpreter (tests pass their own, sys.executable)
 # The workspace's data and classifier folders (docs/data.md): the package has no default.
@@ -51,12 +46,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
 fi
 case "$NAME" in
   faces160*)
-    if [ ! -f "$DST/models/lfw_identity160.pt" ]; then
-      # shellcheck disable=SC2086  # CLS_FLAGS is a list of flags
-      "$PY" python/train_lfw_classifier.py --size 160 --device "${DEVICE:-cuda}" --epochs 40 \
-        --out "$DST/models/lfw_identity160.pt" ${CLS_FLAGS:-}
-    fi
-    RECIPE=(--dataset lfw --size 160 --classifier lfw160 --models "$DST/models" --nae-lr 0.05
+    RECIPE=(--dataset lfw --size 160 --classifier lfw160 --nae-lr 0.05
             --init ric_ext/assets/ric_faces64_v6.pt --width 32 --depth 4 --batch-size 32 --lr 2e-4
             --warmup 200 --steps "${STEPS:-20000}" --ema 0.998 --val-n 100)
     ;;

@@ -45,7 +45,7 @@ def test_archived_models_are_checked_and_their_absence_explained(monkeypatch, tm
 
 
 def test_the_installed_package_ships_only_the_current_models():
-    # The wheel carries the current RIC models (and their settings), the two bundled classifiers and their
+    # The wheel carries the current RIC models (and their settings), the three bundled classifiers and their
     # NAE banks, and the demo's samples:
     # at most 20 MB of weights (issue 19); superseded weights are in models/archive/.
     files = sorted(os.listdir(ASSETS))
@@ -57,6 +57,7 @@ def test_the_installed_package_ships_only_the_current_models():
         "PROVENANCE.md",
         "banks",
         "lfw_identity.pt",
+        "lfw_identity160.pt",
         "model_settings.json",
         "ric_faces64_v6.pt",
         "ric_svhn_w32_v4.pt",
@@ -88,12 +89,14 @@ def test_lfw_classifier_falls_back_to_the_bundled_copy(tmp_path):
 
 
 @needs_shared
-def test_lfw_classifier_reported_test_accuracy_reproduces():
+@pytest.mark.parametrize("name", ["lfw", "lfw160"])
+def test_lfw_classifier_reported_test_accuracy_reproduces(name):
     from ric_ext import data as data_mod
 
-    blob = torch.load(os.path.join(ASSETS, CLASSIFIERS["lfw"]), weights_only=True)
+    blob = torch.load(os.path.join(ASSETS, CLASSIFIERS[name]), weights_only=True)
     x, y = data_mod.lfw("test", DATA, size=blob["size"]).tensors()
-    clf = load_classifier("lfw", os.path.join(DATA, "..", "models"))
+    clf = load_classifier(name, os.path.join(DATA, "..", "models"))
+    assert clf.input_size == blob["size"] == {"lfw": 64, "lfw160": 160}[name]
     with torch.no_grad():
         pred = torch.cat([clf(x[i : i + 128]).argmax(1) for i in range(0, len(x), 128)])
     acc = float((pred == y).float().mean())

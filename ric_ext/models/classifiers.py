@@ -131,8 +131,18 @@ class LFWNet(nn.Module):
     global average pooling, dropout 0.3, Linear(128, classes). Trained by
     python/train_lfw_classifier.py (see ric_ext/assets/PROVENANCE.md)."""
 
-    def __init__(self, classes: int = 62, widths: Sequence[int] = (32, 64, 128, 128)):
+    def __init__(self, classes: int = 62, widths: Sequence[int] = (32, 64, 128, 128), stem: int = 1):
         super().__init__()
+        # stem > 1: a learned stem x stem convolution of that stride first (3 -> 3 channels), started
+        # as average pooling, so the blocks see faces at the scale they were trained at (lfw160:
+        # 160 -> 80 px) and the network costs about what it costs at 64x64 (docs/models.md)
+        self.stem = None
+        if stem > 1:
+            self.stem = nn.Conv2d(3, 3, stem, stride=stem, bias=False)
+            with torch.no_grad():
+                self.stem.weight.zero_()
+                for c in range(3):
+                    self.stem.weight[c, c] = 1.0 / (stem * stem)
         layers, cin = [], 3
         for w in widths:
             layers += [
@@ -149,6 +159,8 @@ class LFWNet(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(cin, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem is not None:
+            x = self.stem(x)
         return self.classifier(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
 
@@ -195,7 +207,7 @@ def load_lfw_classifier(path: str | os.PathLike) -> Normalized:
     blob = _load(path)
     if not isinstance(blob, dict) or blob.get("format") != "ric-ext-lfw-classifier":
         raise ValueError(f"{path} is not an LFW classifier saved by python/train_lfw_classifier.py")
-    net = LFWNet(int(blob["classes"]), tuple(blob["widths"]))
+    net = LFWNet(int(blob["classes"]), tuple(blob["widths"]), stem=int(blob.get("stem", 1)))
     net.load_state_dict(blob["state_dict"], strict=True)
     return Normalized(net, blob["mean"], blob["std"], input_size=int(blob["size"])).eval()
 

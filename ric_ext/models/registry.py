@@ -20,8 +20,8 @@ CLASSIFIERS = {
     "cifar10-resnet20": "cifar10_resnet20.th",
     "cifar10-resnet56": "cifar10_resnet56.th",
     "lfw": "lfw_identity.pt",
-    # the same network trained at 160x160 (python/train_lfw_classifier.py --size 160); not bundled
-    # yet: the faces-160 GPU recipe (python/train_gpu.sh faces160) trains it into its run folder
+    # the same network with a stride-2 stem at 160x160 (python/train_lfw_classifier.py --size 160
+    # --stem 2), bundled with its NAE bank (docs/models.md)
     "lfw160": "lfw_identity160.pt",
 }
 # RIC weights shipped in ric_ext/assets, by name (ric_ext/assets/PROVENANCE.md): the current ones.
@@ -152,9 +152,9 @@ def load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
     ``name`` is one of:
 
     - a built-in name: 'svhn', 'cifar10-resnet20', 'cifar10-resnet56', 'lfw' (our
-      62-identity LFW classifier, 64x64 input), 'lfw160' (the same at 160x160), looked up
-      in the models folder (``models``, else ``RIC_MODELS``); 'svhn' and 'lfw' fall back to
-      the copies bundled in the package;
+      62-identity LFW classifier, 64x64 input), 'lfw160' (the same with a stride-2 stem, 160x160
+      input), looked up in the models folder (``models``, else ``RIC_MODELS``); 'svhn', 'lfw' and
+      'lfw160' fall back to the copies bundled in the package;
     - the name of a classifier in the user's model store (``ric-ext models add``);
     - a ``.pt2`` (torch.export) or TorchScript file, or ``package.module:function``
       (:mod:`ric_ext.models.classifier_files`).
@@ -191,9 +191,8 @@ def _load_classifier(name: str, models: Optional[PathLike] = None) -> nn.Module:
         tried.append(os.path.join(ASSETS, CLASSIFIERS[name]))
     path = next((p for p in tried if os.path.isfile(p)), None)
     if path is None:
-        hint = " (train it: python python/train_lfw_classifier.py --size 160 --out PATH)" if name == "lfw160" else ""
         where = f"not found at {tried[0]}" if tried else "not bundled, and no models folder was given"
-        raise FileNotFoundError(f"classifier {name!r}: weights {where}; pass --models DIR or set RIC_MODELS{hint}")
+        raise FileNotFoundError(f"classifier {name!r}: weights {where}; pass --models DIR or set RIC_MODELS")
     from .classifiers import fingerprint
     from .settings import attach, bundled_settings
 
