@@ -2,6 +2,11 @@
 
     python python/train_banks.py --classifier svhn --out ric_ext/assets/banks
     python python/train_banks.py --classifier lfw --out ric_ext/assets/banks
+    python python/train_banks.py --classifier lfw160 --out ric_ext/assets/banks --refine BANK.npz
+
+Patterns that fail some fresh shares (pass rate < 1) are trained further afterwards, from where they
+are, with fresh shares (``--refine-rounds``, ``ric_ext.bank.refine_failing``); ``--refine FILE`` does
+only that to an existing bank file (the refined bank is written to --out under its usual name).
 
 A bank depends only on the classifier's weights, the digit base and the image shape
 (ric_ext/bank.py); this recipe records its settings, time and pass rates in the file and
@@ -16,10 +21,11 @@ import dataclasses
 import json
 import os
 import platform
+import time
 
 import torch
 
-from ric_ext.bank import BankSettings, file_name, train_bank
+from ric_ext.bank import BankSettings, NAEBank, file_name, refine_failing, train_bank
 from ric_ext.models import load_classifier
 from ric_ext.options import add_options, from_options
 from ric_ext.schemes import DIGITS_BASE
@@ -33,6 +39,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=None, help="image size (default: the classifier's input size)")
     p.add_argument("--out", required=True, help="folder for the bank file")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--refine-rounds", type=int, default=3, help="rounds for failing patterns (default: %(default)s)")
+    p.add_argument("--refine", default=None, help="only refine the failing patterns of this bank file")
     add_options(p, BankSettings, prefix="bank")
     args = p.parse_args()
     if args.threads:
@@ -43,14 +51,22 @@ def main() -> None:
         raise SystemExit("--size is needed: the classifier states no input size")
     shape = (getattr(clf, "channels", 3), size, size)
     settings = from_options(BankSettings, args, prefix="bank")
-    bank = train_bank(clf, shape, args.base, settings, log=print)
-    bank.meta["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    bank.meta["torch"] = torch.__version__
-    bank.meta["classifier_name"] = args.classifier
+    if args.refine:
+        bank = NAEBank.load(args.refine)
+        settings = BankSettings(**bank.meta["settings"])
+    else:
+        bank = train_bank(clf, shape, args.base, settings, log=print)
+        bank.meta["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        bank.meta["torch"] = torch.__version__
+        bank.meta["classifier_name"] = args.classifier
+    if args.refine_rounds:
+        t0 = time.perf_counter()
+        bank = refine_failing(bank, clf, settings, rounds=args.refine_rounds, log=print)
+        bank.meta["refine_seconds"] = round(time.perf_counter() - t0, 1)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, file_name(bank.classifier, args.base, shape))
     bank.save(path)
-    summary = {k: v for k, v in bank.meta.items() if k != "pass_rate"}
+    summary = {k: v for k, v in bank.meta.items() if k not in ("pass_rate", "refined")}
     rates = torch.tensor(bank.meta["pass_rate"])
     summary["pass_rate_min"], summary["pass_rate_mean"] = float(rates.min()), float(rates.mean())
     print(json.dumps({"file": path, "bytes": os.path.getsize(path), **summary}, indent=1, default=str))

@@ -174,7 +174,6 @@ def train_bank(
     Adam steps on the mean C&W loss of ``settings.shares`` fresh random shares per step. The
     file records each entry's pass rate on ``validate_shares`` fresh shares.
     """
-    from tqdm import tqdm
 
     from .keys import hkdf_sha256
     from .models.classifiers import fingerprint
@@ -191,12 +190,44 @@ def train_bank(
     nonces = torch.zeros(n, 12, dtype=torch.uint8)
     nonces[:, :8] = torch.tensor([list(i.to_bytes(8, "big")) for i in range(n)], dtype=torch.uint8)
     w = ops.keyed_uniform(seed_key, nonces.to(dev), shape, tanh_space=True).contiguous()
+    gen = torch.Generator(device="cpu").manual_seed(s.seed)
+    t0 = time.perf_counter()
+    z = _eot(classifier, w, labels, base, s, s.steps, gen, progress)
+    q = quantise(z, levels).cpu()
+    rates = pass_rates(classifier, q, labels.cpu(), base, s.validate_shares, s.ct_margin, s.batch, seed=s.seed + 1)
+    log(f"bank trained in {time.perf_counter() - t0:.0f} s; pass rate min {rates.min():.3f}, mean {rates.mean():.3f}")
+    meta = {
+        "settings": s.__dict__.copy(),
+        "shape": list(shape),
+        "pass_rate": [round(float(r), 4) for r in rates],
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "device": str(dev),
+        "created": time.strftime("%Y-%m-%d"),
+    }
+    return NAEBank(q.reshape(K, s.entries, *shape), base, fingerprint(classifier), meta)
+
+
+def _eot(
+    classifier: nn.Module,
+    w: torch.Tensor,
+    labels: torch.Tensor,
+    base: int,
+    s: BankSettings,
+    steps: int,
+    gen: torch.Generator,
+    progress: bool,
+) -> torch.Tensor:
+    """``steps`` Adam steps on tanh-space ``w`` (N, C, H, W) of the mean C&W loss over random shares
+    (``s.shares`` a step); returns z = (tanh(w) + 1) / 2."""
+    from tqdm import tqdm
+
+    shape = tuple(w.shape[1:])
+    levels, n = levels_of(base), w.shape[0]
     mom, vel = torch.zeros_like(w), torch.zeros_like(w)
     z = (torch.tanh(w) + 1) / 2
-    gen = torch.Generator(device="cpu").manual_seed(s.seed)
+    dev = w.device
     scale = base * levels / 255.0
-    t0 = time.perf_counter()
-    for t in tqdm(range(s.steps), desc="NAE bank", unit="step", disable=not progress):
+    for t in tqdm(range(steps), desc="NAE bank", unit="step", disable=not progress):
         grad = torch.zeros_like(z)
         for sl in batch_slices(n, max(s.batch // s.shares, 1)):
             zz = z[sl].repeat_interleave(s.shares, 0).requires_grad_(True)
@@ -211,18 +242,47 @@ def train_bank(
         if s.decorrelate:
             grad += correlation_penalty_grad(z, s.decorrelate)
         z = ops.adam_tanh_step_(w, mom, vel, grad.contiguous(), t + 1, lr=s.lr, grad_wrt="adv")
-    q = quantise(z, levels).cpu()
-    rates = pass_rates(classifier, q, labels.cpu(), base, s.validate_shares, s.ct_margin, s.batch, seed=s.seed + 1)
-    log(f"bank trained in {time.perf_counter() - t0:.0f} s; pass rate min {rates.min():.3f}, mean {rates.mean():.3f}")
-    meta = {
-        "settings": s.__dict__.copy(),
-        "shape": list(shape),
-        "pass_rate": [round(float(r), 4) for r in rates],
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "device": str(dev),
-        "created": time.strftime("%Y-%m-%d"),
-    }
-    return NAEBank(q.reshape(K, s.entries, *shape), base, fingerprint(classifier), meta)
+    return z
+
+
+def refine_failing(
+    bank: NAEBank,
+    classifier: nn.Module,
+    settings: Optional[BankSettings] = None,
+    *,
+    rounds: int = 3,
+    log: Callable[[str], None] = lambda s: None,
+) -> NAEBank:
+    """``bank`` with its patterns that fail some fresh shares (pass rate < 1) trained further: up to
+    ``rounds`` more runs of ``settings.steps`` EOT steps each, from where they are, each with fresh
+    shares (another seed). A pattern is replaced only when its pass rate, measured on fresh shares
+    again, rises. Returns a new bank; its meta records the rounds and the new pass rates."""
+    s = settings or BankSettings(**{k: v for k, v in bank.meta["settings"].items()})
+    classifier = classifier.eval()
+    dev = next(iter(list(classifier.parameters()) + list(classifier.buffers())), torch.zeros(0)).device
+    K, E = bank.num_labels, bank.entries
+    q = bank.q.reshape(K * E, *bank.shape).clone()
+    labels = torch.arange(K).repeat_interleave(E)
+    rates = torch.tensor(bank.meta["pass_rate"], dtype=torch.float32)
+    levels = levels_of(bank.base)
+    refined = []
+    for r in range(rounds):
+        rows = (rates < 1).nonzero().flatten()
+        if rows.numel() == 0:
+            break
+        z0 = ((q[rows].float() + 0.5) / levels).clamp(1e-3, 1 - 1e-3).to(dev)
+        w = torch.atanh(2 * z0 - 1).contiguous()
+        gen = torch.Generator(device="cpu").manual_seed(s.seed + 1000 + r)
+        z = _eot(classifier, w, labels[rows].to(dev), bank.base, s, s.steps, gen, progress=False)
+        cand = quantise(z, levels).cpu()
+        new = pass_rates(classifier, cand, labels[rows], bank.base, s.validate_shares, s.ct_margin, s.batch,
+                         seed=s.seed + 2000 + r)  # fmt: skip
+        better = new > rates[rows]
+        q[rows[better]], rates[rows[better]] = cand[better], new[better]
+        refined.append({"round": r + 1, "patterns": rows.tolist(), "pass_rate": [round(float(v), 4) for v in new]})
+        log(f"refine round {r + 1}: {rows.numel()} pattern(s), pass rates {[round(float(v), 3) for v in new]}")
+    meta = dict(bank.meta, pass_rate=[round(float(v), 4) for v in rates], refined=refined)
+    return NAEBank(q.reshape(bank.q.shape), bank.base, bank.classifier, meta)
 
 
 def adjacent_correlations(z: torch.Tensor) -> torch.Tensor:
