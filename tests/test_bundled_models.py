@@ -139,13 +139,13 @@ def test_classifier_rejects_images_of_another_size():
 def test_lfw160_classifier_by_name(tmp_path):
     from ric_ext.models.classifiers import LFWNet
 
-    with pytest.raises(FileNotFoundError, match="'lfw160'.*--size 160"):  # not bundled: says how to make it
-        load_classifier("lfw160", tmp_path)
-    # a file in the layout python/train_lfw_classifier.py writes, at 160x160
+    bundled = load_classifier("lfw160", tmp_path)  # nothing in the models folder: the bundled one
+    assert bundled.input_size == 160 and bundled.net.stem is not None and not bundled.training
+    # a file in the models folder comes first, in the layout python/train_lfw_classifier.py writes
     blob = torch.load(os.path.join(ASSETS, CLASSIFIERS["lfw"]), weights_only=True)
     torch.save(dict(blob, size=160, state_dict=LFWNet(62).state_dict()), tmp_path / CLASSIFIERS["lfw160"])
     clf = load_classifier("lfw160", tmp_path)
-    assert clf.input_size == 160 and not clf.training
+    assert clf.input_size == 160 and not clf.training and clf.net.stem is None
     with torch.no_grad():
         assert clf(torch.rand(2, 3, 160, 160)).shape == (2, 62)
     with pytest.raises(ValueError, match="takes 160x160 images"):
