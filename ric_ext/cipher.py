@@ -502,6 +502,7 @@ class Cipher:
                 b = NAEBank.load(path)
             else:
                 b = bank_mod.train_bank(clf, shape, base, progress=self.progress)
+                b = bank_mod.refine_failing(b, clf)  # a pattern that fails costs every image that starts there
                 path = os.path.join(bank_mod.cache_dir(), bank_mod.file_name(fp, base, shape))
                 try:
                     b.save(path)

@@ -104,6 +104,7 @@ def test_a_users_classifier_gets_its_bank_on_first_use(tmp_path, monkeypatch, ti
     assert calls == [1]
     cached = os.path.join(tmp_path, "home", "banks", bank_mod.file_name(fingerprint(clf), 64, SHAPE))
     assert os.path.isfile(cached)
+    assert "refined" in NAEBank.load(cached).meta  # its failing patterns, if any, were trained further
     assert torch.equal(c.classify(ct), ct.labels) and bool(ct.lossless.all())
     assert torch.equal(c.decrypt_uint8(ct)[0], torch.round(x * 255).to(torch.uint8))
     # another cipher (another key, another process alike) loads the cached bank: no second training
