@@ -27,7 +27,7 @@ from .errors import IntegrityError
 NAME = "webp-lossless"
 #: (method, quality) per effort level: the fast setting first, the slower and ~10% smaller one only for
 #: images whose fast encoding does not fit the share. (6, 100) is 5-40x slower still and no smaller
-#: on SVHN, LFW or CIFAR-10 (python/bench_codecs.py; docs/benchmarks.md#codec).
+#: on SVHN, LFW or CIFAR-10 (python/benchmarks/bench_codecs.py; docs/benchmarks.md#codec).
 EFFORTS: Tuple[Tuple[int, int], ...] = ((0, 0), (4, 75))
 #: Channel counts the codec stores.
 CHANNELS = (1, 3)

@@ -141,7 +141,7 @@ def test_lfw160_classifier_by_name(tmp_path):
 
     bundled = load_classifier("lfw160", tmp_path)  # nothing in the models folder: the bundled one
     assert bundled.input_size == 160 and bundled.net.stem is not None and not bundled.training
-    # a file in the models folder comes first, in the layout python/train_lfw_classifier.py writes
+    # a file in the models folder comes first, in the layout python/recipes/train_lfw_classifier.py writes
     blob = torch.load(os.path.join(ASSETS, CLASSIFIERS["lfw"]), weights_only=True)
     torch.save(dict(blob, size=160, state_dict=LFWNet(62).state_dict()), tmp_path / CLASSIFIERS["lfw160"])
     clf = load_classifier("lfw160", tmp_path)

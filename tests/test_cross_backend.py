@@ -2,7 +2,7 @@
 in fresh processes with oneDNN off, with ATEN_CPU_CAPABILITY=default, on one thread, with the
 baseline CPU kernels and with the other codec wrapper; from the command line, with the key alone
 and no classifier anywhere (an empty RIC_HOME, no RIC_MODELS); and to the plaintext itself
-wherever the lossless path was taken. (CUDA: python/gpu_check.sh.)"""
+wherever the lossless path was taken. (CUDA: python/checks/gpu_check.sh.)"""
 
 import os
 import subprocess

@@ -266,7 +266,7 @@ def test_authors_margin_in_training_and_nae(tmp_path, ds, svhn_classifier):
 # -- the scripts that drive long runs ---------------------------------------------------------
 @needs_shared
 def test_train_gpu_script_rehearsal_on_cpu(tmp_path):
-    """python/train_gpu.sh (the lent-GPU chunk) runs, stops by wall clock and resumes from checkpoints/NAME."""
+    """python/recipes/train_gpu.sh (the lent-GPU chunk) runs, stops by wall clock and resumes from checkpoints/NAME."""
     import shutil
     import subprocess
 
@@ -293,7 +293,7 @@ def test_train_gpu_script_rehearsal_on_cpu(tmp_path):
         os.environ, PYTHON=sys.executable, SKIP_INSTALL="1", DEVICE="cpu", STOP_MIN="0.002", OUT=str(tmp_path / "out")
     )
     p = subprocess.run(
-        ["bash", "python/train_gpu.sh", "pytest_rehearsal", *flags],
+        ["bash", "python/recipes/train_gpu.sh", "pytest_rehearsal", *flags],
         cwd=root,
         env=env,
         capture_output=True,
@@ -308,7 +308,7 @@ def test_train_gpu_script_rehearsal_on_cpu(tmp_path):
     try:
         env["OUT"] = str(tmp_path / "out2")
         p = subprocess.run(
-            ["bash", "python/train_gpu.sh", "pytest_rehearsal", *flags],
+            ["bash", "python/recipes/train_gpu.sh", "pytest_rehearsal", *flags],
             cwd=root,
             env=env,
             capture_output=True,
@@ -342,7 +342,7 @@ def test_train_gpu_script_faces160_rehearsal_on_cpu(tmp_path):
     )
     flags = ["--batch-size", "2", "--val-n", "2", "--nae-steps", "2", "--ckpt-every", "1"]
     p = subprocess.run(
-        ["bash", "python/train_gpu.sh", "faces160_rehearsal", *flags],
+        ["bash", "python/recipes/train_gpu.sh", "faces160_rehearsal", *flags],
         cwd=root,
         env=env,
         capture_output=True,
@@ -364,7 +364,7 @@ def test_recipe_study_table(tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "recipe_study", os.path.join(os.path.dirname(__file__), "..", "python", "recipe_study.py")
+        "recipe_study", os.path.join(os.path.dirname(__file__), "..", "python", "recipes", "recipe_study.py")
     )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -394,7 +394,7 @@ def test_diagnose_floor_script_reports_both_paths():
     import subprocess
     import sys
 
-    script = os.path.join(os.path.dirname(__file__), "..", "python", "diagnose_floor.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "python", "recipes", "diagnose_floor.py")
     out = subprocess.run(
         [sys.executable, script, "--model", "svhn", "--n", "8"], capture_output=True, text=True, check=True
     ).stdout
@@ -406,7 +406,7 @@ def test_diagnose_floor_script_reports_both_paths():
 
 @needs_shared
 def test_continue_runs_script_rehearsal(tmp_path):
-    """python/continue_runs.sh with all five runs cut to one tiny step each (its flags must stay valid)."""
+    """python/recipes/continue_runs.sh with all five runs cut to one tiny step each (its flags must stay valid)."""
     import subprocess
 
     root = os.path.join(os.path.dirname(__file__), "..")
@@ -421,7 +421,7 @@ def test_continue_runs_script_rehearsal(tmp_path):
         FACES4_MIN="1",
         EXTRA="--batch-size 4 --steps 1 --val-n 4 --nae-steps 5 --nae-pool 1",
     )
-    p = subprocess.run(["bash", "python/continue_runs.sh"], cwd=root, env=env, capture_output=True, text=True)
+    p = subprocess.run(["bash", "python/recipes/continue_runs.sh"], cwd=root, env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     for name in ("svhn_w32", "faces64_w32", "faces64_w32_r2", "faces64_w32_r3", "faces64_w32_r4"):
         val = [json.loads(line) for line in open(tmp_path / name / "validation.jsonl")]

@@ -129,7 +129,7 @@ class LFWNet(nn.Module):
     """Our LFW identity classifier (62 identities, 64x64 RGB): four blocks of two
     Conv3x3-BN-ReLU with channels 32, 64, 128, 128 and a 2x2 max-pool after each,
     global average pooling, dropout 0.3, Linear(128, classes). Trained by
-    python/train_lfw_classifier.py (see ric_ext/assets/PROVENANCE.md)."""
+    python/recipes/train_lfw_classifier.py (see ric_ext/assets/PROVENANCE.md)."""
 
     def __init__(self, classes: int = 62, widths: Sequence[int] = (32, 64, 128, 128), stem: int = 1):
         super().__init__()
@@ -206,7 +206,7 @@ def load_lfw_classifier(path: str | os.PathLike) -> Normalized:
     the size it was trained at: 64x64 for the bundled one, 160x160 for ``lfw160``)."""
     blob = _load(path)
     if not isinstance(blob, dict) or blob.get("format") != "ric-ext-lfw-classifier":
-        raise ValueError(f"{path} is not an LFW classifier saved by python/train_lfw_classifier.py")
+        raise ValueError(f"{path} is not an LFW classifier saved by python/recipes/train_lfw_classifier.py")
     net = LFWNet(int(blob["classes"]), tuple(blob["widths"]), stem=int(blob.get("stem", 1)))
     net.load_state_dict(blob["state_dict"], strict=True)
     return Normalized(net, blob["mean"], blob["std"], input_size=int(blob["size"])).eval()

@@ -20,7 +20,7 @@ CLASSIFIERS = {
     "cifar10-resnet20": "cifar10_resnet20.th",
     "cifar10-resnet56": "cifar10_resnet56.th",
     "lfw": "lfw_identity.pt",
-    # the same network with a stride-2 stem at 160x160 (python/train_lfw_classifier.py --size 160
+    # the same network with a stride-2 stem at 160x160 (python/recipes/train_lfw_classifier.py --size 160
     # --stem 2), bundled with its NAE bank (docs/models.md)
     "lfw160": "lfw_identity160.pt",
 }

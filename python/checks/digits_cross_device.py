@@ -5,8 +5,8 @@ uniform-noise images (the lossy path) on device A, then decrypts them on A and, 
 alone, on B. Prints whether the two decryptions are byte-identical, whether the lossless
 images are the plaintexts, and the label agreement of the classifier on each device.
 
-    python python/digits_cross_device.py --a cpu --b cuda      # encrypt on CPU, decrypt on GPU
-    python python/digits_cross_device.py --a cuda --b cpu      # and the reverse
+    python python/checks/digits_cross_device.py --a cpu --b cuda      # encrypt on CPU, decrypt on GPU
+    python python/checks/digits_cross_device.py --a cuda --b cpu      # and the reverse
 """
 
 from __future__ import annotations

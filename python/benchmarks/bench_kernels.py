@@ -6,9 +6,9 @@ that code under torch.compile, plus the native kernel's effective bandwidth
 (bytes it must read + write / time) as a fraction of a memory copy measured in
 the same run on the same device.
 
-    python python/bench_kernels.py                 # CPU, the sizes below
-    python python/bench_kernels.py --device cuda   # GPU, up to 1024x3x160x160
-    python python/bench_kernels.py --json out.json
+    python python/benchmarks/bench_kernels.py                 # CPU, the sizes below
+    python python/benchmarks/bench_kernels.py --device cuda   # GPU, up to 1024x3x160x160
+    python python/benchmarks/bench_kernels.py --json out.json
 
 This is a benchmark, not a test: nothing here asserts a speed.
 """

@@ -1,8 +1,8 @@
 """Train the NAE banks that ship with the bundled classifiers (ric_ext/assets/banks/).
 
-    python python/train_banks.py --classifier svhn --out ric_ext/assets/banks
-    python python/train_banks.py --classifier lfw --out ric_ext/assets/banks
-    python python/train_banks.py --classifier lfw160 --out ric_ext/assets/banks --refine BANK.npz
+    python python/recipes/train_banks.py --classifier svhn --out ric_ext/assets/banks
+    python python/recipes/train_banks.py --classifier lfw --out ric_ext/assets/banks
+    python python/recipes/train_banks.py --classifier lfw160 --out ric_ext/assets/banks --refine BANK.npz
 
 Patterns that fail some fresh shares (pass rate < 1) are trained further afterwards, from where they
 are, with fresh shares (``--refine-rounds``, ``ric_ext.bank.refine_failing``); ``--refine FILE`` does

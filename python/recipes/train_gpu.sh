@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One chunk (<= 8 minutes) of a long training run on a lent GPU machine.
 #
-#   bash python/train_gpu.sh [NAME] [extra `ric_ext train` flags]
-#   (device tool: command "bash python/train_gpu.sh svhn_w50", timeout_s 590)
+#   bash python/recipes/train_gpu.sh [NAME] [extra `ric_ext train` flags]
+#   (device tool: command "bash python/recipes/train_gpu.sh svhn_w50", timeout_s 590)
 #
 # Resumes from checkpoints/NAME/ when the repository holds one (committed, so it
 # travels with the working tree), trains for STOP_MIN wall minutes (default 7)
@@ -13,7 +13,7 @@
 # so the next lent GPU (or CPU session) continues the same run.
 #
 # CPU rehearsal (what a session without a GPU runs to keep this script working):
-#   SKIP_INSTALL=1 DEVICE=cpu STOP_MIN=0.3 OUT=/tmp/rehearsal bash python/train_gpu.sh t --width 8 --depth 2 --batch-size 8 --val-every 10 --val-n 16 --ckpt-every 10
+#   SKIP_INSTALL=1 DEVICE=cpu STOP_MIN=0.3 OUT=/tmp/rehearsal bash python/recipes/train_gpu.sh t --width 8 --depth 2 --batch-size 8 --val-every 10 --val-n 16 --ckpt-every 10
 #
 # Recipes, chosen by NAME:
 #   svhn* (default svhn_w50): width 50 (the paper's), batch 64, fresh NAEs, warm-up + cosine over

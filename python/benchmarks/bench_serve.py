@@ -2,8 +2,8 @@
 v2 client of `classify --url`, at request batches of 1 and 64, against the same classifier
 run locally in this process.
 
-    python python/bench_serve.py --classifier svhn --n 512
-    python python/bench_serve.py --classifier lfw --n 256
+    python python/benchmarks/bench_serve.py --classifier svhn --n 512
+    python python/benchmarks/bench_serve.py --classifier lfw --n 256
 
 The server runs in a subprocess on 127.0.0.1 with the same torch thread count; images are
 random uint8 ciphertext-like pixels of the classifier's size (the server cannot tell).

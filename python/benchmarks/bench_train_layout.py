@@ -5,7 +5,7 @@ CPU) take turns step by step, so drift of the machine (clock, neighbours)
 hits both alike; the first 5 rounds are warm-up. Prints the median seconds
 per step, and without the NAE attack (the networks' share).
 
-    python python/bench_train_layout.py [ROUNDS]      # default 45 rounds, ~1 minute on 2 cores
+    python python/benchmarks/bench_train_layout.py [ROUNDS]      # default 45 rounds, ~1 minute on 2 cores
 """
 
 import statistics

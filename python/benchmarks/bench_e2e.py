@@ -22,11 +22,12 @@ Paths (any subset, in one run so that ratios compare like with like):
   RULE@B       a replayed path at micro-batch B instead of --micro-batch, e.g. ciphertext:1:2@8;
   RULE%LR      ... at NAE lr LR instead of the data set's (digits: DIGITS_NAE's), e.g. digits:noise%0.01.
 
-    python python/bench_e2e.py --dataset svhn --n 256 --paths inference,inference:32,digits,eager --repeat 3
-    python python/bench_e2e.py --dataset lfw --n 128 --paths inference,inference:32,digits,eager --repeat 3
-    python python/bench_e2e.py --dataset lfw160 --n 128 --paths inference,inference:32,digits --repeat 3
-    python python/bench_e2e.py --dataset svhn --n 256 --rss          # peak RSS: inference vs encryption
-    python python/bench_e2e.py --device cuda --n 1024 --batch-size 1024 --paths inference,inference:256,digits
+    python python/benchmarks/bench_e2e.py --dataset svhn --n 256 --paths inference,inference:32,digits,eager --repeat 3
+    python python/benchmarks/bench_e2e.py --dataset lfw --n 128 --paths inference,inference:32,digits,eager --repeat 3
+    python python/benchmarks/bench_e2e.py --dataset lfw160 --n 128 --paths inference,inference:32,digits --repeat 3
+    python python/benchmarks/bench_e2e.py --dataset svhn --n 256 --rss          # peak RSS: inference vs encryption
+    python python/benchmarks/bench_e2e.py --device cuda --n 1024 --batch-size 1024 \
+        --paths inference,inference:256,digits
 
 --rss measures each of inference and digits encryption at --batch-size in a fresh process
 (ru_maxrss: the peak resident set, interpreter and torch included). The RIC model of the

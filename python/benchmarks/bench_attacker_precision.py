@@ -1,7 +1,7 @@
 """The security attacker's training step in fp32 and under bfloat16 autocast (``evaluate
 --attack-precision``), with and without channels-last, on both inverters (docs/decisions.md).
 
-    python python/bench_attacker_precision.py [--size 64] [--batch 32] [--repeat 5]
+    python python/benchmarks/bench_attacker_precision.py [--size 64] [--batch 32] [--repeat 5]
 
 Prints seconds per Adam step (forward, MSE loss, backward, step) for each network and mode,
 and each mode's ratio to fp32, all from one run. Run it alone: two torch processes slow

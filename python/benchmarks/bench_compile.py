@@ -5,7 +5,7 @@ and check forwards), eager against ``torch.compile`` (inductor), on 256 images o
 LFW at 64 px: compile time, throughput (median of 5) and the largest logit difference. A
 benchmark, not a test.
 
-    python python/bench_compile.py --data ../shared/data
+    python python/benchmarks/bench_compile.py --data ../shared/data
 """
 
 from __future__ import annotations

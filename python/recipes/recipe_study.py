@@ -11,9 +11,9 @@ Arms run one after another (two torch jobs on a 2-core machine slow each
 other 10-100x); a finished arm is skipped and an interrupted one resumes from
 its checkpoint, so the study can be stopped and restarted.
 
-    python python/recipe_study.py --root /tmp/study --budget-min 8            # run all arms
-    python python/recipe_study.py --root /tmp/study --only base,cosine        # some arms
-    python python/recipe_study.py --root /tmp/study --table                   # markdown table
+    python python/recipes/recipe_study.py --root /tmp/study --budget-min 8            # run all arms
+    python python/recipes/recipe_study.py --root /tmp/study --only base,cosine        # some arms
+    python python/recipes/recipe_study.py --root /tmp/study --table                   # markdown table
 """
 
 from __future__ import annotations

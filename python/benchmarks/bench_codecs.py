@@ -7,7 +7,7 @@ largest bits per subpixel, encode and decode milliseconds per image (one thread)
 fraction that fits a share of base 51, 64, 85 and 128 (log2(base) bits per subpixel, less
 the flag and length digits). Every round trip is checked to be exact. A benchmark, not a test.
 
-    python python/bench_codecs.py --data ../shared/data --n 1000 --json out.json
+    python python/benchmarks/bench_codecs.py --data ../shared/data --n 1000 --json out.json
 """
 
 from __future__ import annotations

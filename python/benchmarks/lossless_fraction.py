@@ -14,7 +14,7 @@ every LFW test image at 160 px with lfw160):
 Then for every base: the lossy fallback's PSNR on uniform noise, and the NAE's steps from the
 keyed noise (no bank) on --steps-images SVHN images (what an image costs when its bank start fails).
 
-    python python/lossless_fraction.py --data ../shared/data --models ../shared/models --json out.json
+    python python/benchmarks/lossless_fraction.py --data ../shared/data --models ../shared/models --json out.json
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ times, each in its own pass over a cold output folder:
     replays each old file's attack to decrypt it (the format-3 files are made first, untimed).
 A benchmark, not a test.
 
-    python python/bench_folders.py --data ../shared/data --n 2000 --migrate-n 500
+    python python/benchmarks/bench_folders.py --data ../shared/data --n 2000 --migrate-n 500
 """
 
 from __future__ import annotations

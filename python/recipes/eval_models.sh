@@ -2,7 +2,7 @@
 # The measured table of a model (docs/models.md): the SVHN paper subset with
 # our metrics and the authors', CIFAR-10 generalisation with ResNet-20 (docs/scheme.md: kappa 5,
 # 150 steps), and for a faces model the LFW test split with our LFW classifier.
-#   bash python/eval_models.sh MODEL KIND OUTDIR      KIND: svhn | faces
+#   bash python/recipes/eval_models.sh MODEL KIND OUTDIR      KIND: svhn | faces
 # Faces use NAE lr 0.05 (docs/decisions.md); EXTRA="..." adds flags to every evaluate.
 set -euo pipefail
 PY="${PYTHON:-python3}"  # the interpreter (tests pass their own, sys.executable)

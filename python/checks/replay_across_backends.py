@@ -7,8 +7,8 @@ on one thread. For each scheme and variant: how many images decrypt to other byt
 the worst PSNR against this process's decryption, and how many subpixels differ by more than
 10 grey levels in the worst image.
 
-    python python/replay_across_backends.py --dataset lfw --n 48 --data ../shared/data
-    python python/replay_across_backends.py --dataset svhn --n 64 --data ../shared/data
+    python python/checks/replay_across_backends.py --dataset lfw --n 48 --data ../shared/data
+    python python/checks/replay_across_backends.py --dataset svhn --n 64 --data ../shared/data
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ also seeing z, training through the exact rounding) can only pay once they
 differ. Also prints the encoder output's range and spread, the share of
 ciphertext pixels the clamp cuts, and corr(E, x).
 
-    python python/diagnose_floor.py [--model svhn] [--n 200]
-    python python/diagnose_floor.py --model faces --dataset lfw --n 100
+    python python/recipes/diagnose_floor.py [--model svhn] [--n 200]
+    python python/recipes/diagnose_floor.py --model faces --dataset lfw --n 100
 """
 
 import argparse

@@ -6,7 +6,7 @@ the fixed LFW train split (docs/data.md) and report its accuracy on
 the test split. The input normalisation (train-split mean / std) is saved with
 the weights and applied inside the loaded classifier, so it takes [0, 1] images.
 
-    python python/train_lfw_classifier.py --out ric_ext/assets/lfw_identity.pt --epochs 40
+    python python/recipes/train_lfw_classifier.py --out ric_ext/assets/lfw_identity.pt --epochs 40
 
 At 160x160 (``lfw160``) the same network gets a stride-2 stem (``--stem 2``: a learned 2x2
 convolution, started as average pooling, so the blocks see 80x80 faces, about the scale they
@@ -14,7 +14,7 @@ learnt at 64x64), starts from the 64x64 weights (``--init``) and is fine-tuned; 
 what the 64x64 network costs, where the plain network at 160x160 costs 6x more and had
 reached 66% after 4 fine-tuning epochs (docs/models.md):
 
-    python python/train_lfw_classifier.py --size 160 --stem 2 --init ric_ext/assets/lfw_identity.pt \
+    python python/recipes/train_lfw_classifier.py --size 160 --stem 2 --init ric_ext/assets/lfw_identity.pt \
         --epochs 20 --lr 1e-3 --out lfw_identity160.pt
 
 The run keeps ``OUT.resume`` (weights, optimiser, generator and epoch) after every epoch and

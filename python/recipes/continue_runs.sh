@@ -6,10 +6,10 @@
 # restore its checkpoint folder from the commit before the one that removed it, e.g.
 #   git checkout "$(git log -1 --format=%h --diff-filter=D -- checkpoints/svhn_w32)^" -- checkpoints/svhn_w32
 #
-#   SVHN_MIN=55 FACES4_MIN=45 bash python/continue_runs.sh       # wall minutes per run; 0 skips a run
-#   SVHN_MIN=0 FACES_MIN=0 FACES2_MIN=60 bash python/continue_runs.sh   # the first faces warm restart only
-#   SVHN_MIN=0 FACES_MIN=0 FACES3_MIN=60 bash python/continue_runs.sh   # the second faces warm restart only
-#   SVHN_MIN=0 FACES_MIN=0 FACES4_MIN=60 bash python/continue_runs.sh   # the third faces warm restart only
+#   SVHN_MIN=55 FACES4_MIN=45 bash python/recipes/continue_runs.sh       # wall minutes per run; 0 skips a run
+#   SVHN_MIN=0 FACES_MIN=0 FACES2_MIN=60 bash python/recipes/continue_runs.sh   # the first faces warm restart only
+#   SVHN_MIN=0 FACES_MIN=0 FACES3_MIN=60 bash python/recipes/continue_runs.sh   # the second faces warm restart only
+#   SVHN_MIN=0 FACES_MIN=0 FACES4_MIN=60 bash python/recipes/continue_runs.sh   # the third faces warm restart only
 #
 # Each run resumes from ROOT/NAME/checkpoint.pt (weights, bf16 Adam moments, EMA, compute
 # clock, best score; --init and FACES_INIT only matter for a fresh run) and stops after its minutes,

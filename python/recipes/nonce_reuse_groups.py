@@ -1,7 +1,7 @@
 """Under nonce reuse (security attack (b): one nonce for every image), images share the pad and,
 when their label and step count match, the NAE too. How many do, under two NAE check settings?
 
-    python python/nonce_reuse_groups.py --data DATA      # SVHN paper subset, the svhn classifier, pad scheme
+    python python/recipes/nonce_reuse_groups.py --data DATA      # SVHN paper subset, the svhn classifier, pad scheme
 
 docs/security.md (SVHN pad report, row (b)) cites its output.
 """

@@ -6,7 +6,7 @@
 2. Throughput of the same networks over 256 images at micro-batch 16/32/64
    or whole batches, in NCHW and channels-last layout (CPU).
 
-    python python/bench_microbatch.py
+    python python/benchmarks/bench_microbatch.py
 
 A benchmark, not a test (tests/test_batching.py checks the invariance itself).
 """

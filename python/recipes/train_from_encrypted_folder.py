@@ -9,7 +9,7 @@
    images as plain PNGs (``ric_ext.data.ImageFolder``), both in one process, against the time of
    one training step (forward, backward, optimiser) on a batch.
 
-    python python/train_from_encrypted_folder.py --data ../shared/data --n 2000 --epochs 3
+    python python/recipes/train_from_encrypted_folder.py --data ../shared/data --n 2000 --epochs 3
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ image at a time) and with the Cipher on A. Prints max/mean |z_A - z_B| of the
 replayed NAEs, recovery PSNR both ways, and how many decrypted 8-bit pixels
 differ.
 
-    python python/nae_cross_device.py --a cpu --b cuda           # encrypt on CPU, decrypt on GPU
-    python python/nae_cross_device.py --a cuda --b cpu           # and the reverse
-    python python/nae_cross_device.py --a cpu --b cpu --b-backend torch   # CPU-only proxy: reference kernels
-    python python/nae_cross_device.py --a cpu --b cpu --single            # batch vs one image at a time
-    python python/nae_cross_device.py --nae-stop fixed                    # the fixed-100-step path
+    python python/checks/nae_cross_device.py --a cpu --b cuda           # encrypt on CPU, decrypt on GPU
+    python python/checks/nae_cross_device.py --a cuda --b cpu           # and the reverse
+    python python/checks/nae_cross_device.py --a cpu --b cpu --b-backend torch   # CPU-only proxy: reference kernels
+    python python/checks/nae_cross_device.py --a cpu --b cpu --single            # batch vs one image at a time
+    python python/checks/nae_cross_device.py --nae-stop fixed                    # the fixed-100-step path
 """
 
 from __future__ import annotations
