@@ -31,6 +31,26 @@ def test_demo_end_to_end(tmp_path):
     assert os.path.isfile(tmp_path / "demo" / "grid.png")
 
 
+def test_demo_on_faces_at_160_px(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "ric_ext", "demo", "--dataset", "faces"],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env={**os.environ, "RIC_MODELS": "/nonexistent"},
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = dict(l.rsplit("  ", 1) for l in p.stdout.splitlines() if "  " in l and not l.startswith("("))
+    lines = {k.strip(): v.strip() for k, v in lines.items()}
+    # bundled: the lfw160 classifier, its bank and four faces; each comes back bit for bit
+    assert lines["images"] == "4" and lines["label agreement (cipher vs plain)"] == "100.00%"
+    assert lines["recovery"] == "lossless, bit for bit: 4 of 4 images"
+    assert float(lines["wrong-key decryption PSNR"].split()[0]) < 15.0
+    p = subprocess.run([sys.executable, "-m", "ric_ext", "demo", "--dataset", "faces", "--scheme", "paper"],
+                       capture_output=True, text=True, cwd=str(tmp_path))  # fmt: skip
+    assert p.returncode == 2 and "not trained at 160x160" in p.stderr
+
+
 @pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, BUNDLED_MODEL)), reason="bundled model not installed")
 def test_demo_paper_scheme(tmp_path):
     p = subprocess.run(

@@ -25,7 +25,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
     t = time.perf_counter()
-    res = run_demo(device=args.device, out=args.out, scheme=args.scheme)
+    res = run_demo(device=args.device, out=args.out, scheme=args.scheme, dataset=args.dataset)
     print(res["table"])
     print(f"(demo took {time.perf_counter() - t:.1f} s; {res['note']})")
     return 0
@@ -46,5 +46,12 @@ def add_demo(sub) -> None:
         default="digits",
         choices=("digits", "pad", "paper"),
         help="digits (exact, no networks), pad (format 3) or paper (the bundled SVHN networks) (default: %(default)s)",
+    )
+    de.add_argument(
+        "--dataset",
+        default="svhn",
+        choices=("svhn", "faces"),
+        help="svhn: 16 SVHN digits at 32x32; faces: 4 LFW faces at the paper's 160x160 with the lfw160 classifier "
+        "(digits or pad scheme) (default: %(default)s)",
     )
     de.set_defaults(func=_cmd_demo)
