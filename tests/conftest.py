@@ -145,3 +145,43 @@ def tiny_train_config(out, steps, **kw):
     )
     base.update(kw)
     return TrainConfig(**base)
+
+
+# ---- helpers for the command-line and folder tests ----------------------------
+def run_cli(*args, ok: bool = True, torchrun: bool = False, env: dict = None):
+    """``python -m ric_ext ARGS`` (under ``torchrun --nproc_per_node=2`` if asked) with the shared
+    models folder and one OpenMP thread; raises with its output when it fails and ``ok``."""
+    import subprocess
+    import sys
+
+    head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"] if torchrun else [sys.executable]
+    env = env or dict(os.environ, RIC_MODELS=MODELS, OMP_NUM_THREADS="1")
+    p = subprocess.run([*head, "-m", "ric_ext", *map(str, args)], capture_output=True, text=True, env=env)
+    if ok and p.returncode != 0:
+        raise AssertionError(f"ric_ext {args[0]} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def file_tree(folder) -> dict:
+    """{relative path: bytes} of every file below ``folder``."""
+    out = {}
+    for d, _, fs in os.walk(folder):
+        for f in fs:
+            with open(os.path.join(d, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(d, f), folder)] = fh.read()
+    return out
+
+
+def tamper_png(path, at=(0, 0, 0), write_to=None) -> None:
+    """Flip one bit of one subpixel of a ciphertext PNG and keep its header and tag (what an
+    attacker would try), in place or into ``write_to``."""
+    import numpy as np
+    from PIL import Image, PngImagePlugin
+
+    with Image.open(path) as im:
+        arr, text = np.array(im), dict(im.text)
+    arr[at] ^= 1
+    info = PngImagePlugin.PngInfo()
+    for k, v in text.items():
+        info.add_text(k, v)
+    Image.fromarray(arr).save(write_to or path, pnginfo=info)

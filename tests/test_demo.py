@@ -9,18 +9,23 @@ import pytest
 from ric_ext.models.registry import ASSETS, BUNDLED_MODEL
 
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, BUNDLED_MODEL)), reason="bundled model not installed")
-def test_demo_end_to_end(tmp_path):
+def _demo(tmp_path, *args):
+    """``python -m ric_ext demo ARGS`` with no models folder: (the process, its table as a dict)."""
     p = subprocess.run(
-        [sys.executable, "-m", "ric_ext", "demo", "--out", str(tmp_path / "demo")],
+        [sys.executable, "-m", "ric_ext", "demo", *args],
         capture_output=True,
         text=True,
         cwd=str(tmp_path),
         env={**os.environ, "RIC_MODELS": "/nonexistent"},
     )
-    assert p.returncode == 0, p.stderr[-3000:]
     lines = dict(l.rsplit("  ", 1) for l in p.stdout.splitlines() if "  " in l and not l.startswith("("))
-    lines = {k.strip(): v.strip() for k, v in lines.items()}
+    return p, {k.strip(): v.strip() for k, v in lines.items()}
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, BUNDLED_MODEL)), reason="bundled model not installed")
+def test_demo_end_to_end(tmp_path):
+    p, lines = _demo(tmp_path, "--out", str(tmp_path / "demo"))
+    assert p.returncode == 0, p.stderr[-3000:]
     # Needs nothing outside the package (no ../shared): classifier, weights and samples are bundled.
     assert lines["label agreement (cipher vs plain)"] == "100.00%"
     # The default digits scheme gives every sample back bit for bit (docs/scheme.md#digits).
@@ -32,16 +37,8 @@ def test_demo_end_to_end(tmp_path):
 
 
 def test_demo_on_faces_at_160_px(tmp_path):
-    p = subprocess.run(
-        [sys.executable, "-m", "ric_ext", "demo", "--dataset", "faces"],
-        capture_output=True,
-        text=True,
-        cwd=str(tmp_path),
-        env={**os.environ, "RIC_MODELS": "/nonexistent"},
-    )
+    p, lines = _demo(tmp_path, "--dataset", "faces")
     assert p.returncode == 0, p.stderr[-3000:]
-    lines = dict(l.rsplit("  ", 1) for l in p.stdout.splitlines() if "  " in l and not l.startswith("("))
-    lines = {k.strip(): v.strip() for k, v in lines.items()}
     # bundled: the lfw160 classifier, its bank and four faces; each comes back bit for bit
     assert lines["images"] == "4" and lines["label agreement (cipher vs plain)"] == "100.00%"
     assert lines["recovery"] == "lossless, bit for bit: 4 of 4 images"
@@ -53,16 +50,8 @@ def test_demo_on_faces_at_160_px(tmp_path):
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(ASSETS, BUNDLED_MODEL)), reason="bundled model not installed")
 def test_demo_paper_scheme(tmp_path):
-    p = subprocess.run(
-        [sys.executable, "-m", "ric_ext", "demo", "--scheme", "paper"],
-        capture_output=True,
-        text=True,
-        cwd=str(tmp_path),
-        env={**os.environ, "RIC_MODELS": "/nonexistent"},
-    )
+    p, lines = _demo(tmp_path, "--scheme", "paper")
     assert p.returncode == 0, p.stderr[-3000:]
-    lines = dict(l.rsplit("  ", 1) for l in p.stdout.splitlines() if "  " in l and not l.startswith("("))
-    lines = {k.strip(): v.strip() for k, v in lines.items()}
     # The bundled model's measured quality on these 16 images is ~37 dB (docs/diaries/svhn.md);
     # a floor well below it catches a broken model or pipeline, not noise.
     assert float(lines["recovery PSNR"].split()[0]) > 25.0

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import MODELS
+from conftest import MODELS, file_tree, run_cli, tamper_png
 from PIL import Image
 
 from ric_ext import Cipher, Key, ReencryptionError, WrongKeyError, reencrypt
@@ -22,25 +22,8 @@ from ric_ext.folders import encrypt_folder, reencrypt_folder
 SEED = "a7" * 32
 
 
-def _env(**extra):
-    return dict(os.environ, RIC_MODELS=MODELS, OMP_NUM_THREADS="1", **extra)
-
-
-def _run(*args, ok=True, torchrun=False, env=None):
-    head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"] if torchrun else [sys.executable]
-    p = subprocess.run([*head, "-m", "ric_ext", *map(str, args)], capture_output=True, text=True, env=env or _env())
-    if ok and p.returncode != 0:
-        raise AssertionError(f"ric_ext {args[0]} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def _tree(folder):
-    out = {}
-    for d, _, fs in os.walk(folder):
-        for f in fs:
-            with open(os.path.join(d, f), "rb") as fh:
-                out[os.path.relpath(os.path.join(d, f), folder)] = fh.read()
-    return out
+def _env():
+    return dict(os.environ, RIC_MODELS=MODELS, OMP_NUM_THREADS="1")
 
 
 def _u8(x):
@@ -61,9 +44,9 @@ def archive(tmp_path_factory, svhn_images):
         sub = d / "in" / ("a" if i % 3 else "b")
         sub.mkdir(parents=True, exist_ok=True)
         Image.fromarray(_u8(x[i]).permute(1, 2, 0).numpy()).save(sub / f"{i:02d}.png")
-    _run("keygen", "--out", d / "k1.json")
-    _run("keygen", "--out", d / "k2.json")
-    _run("encrypt", "--key", d / "k1.json", "--input", d / "in", "--output", d / "ct", "--no-progress")
+    run_cli("keygen", "--out", d / "k1.json")
+    run_cli("keygen", "--out", d / "k2.json")
+    run_cli("encrypt", "--key", d / "k1.json", "--input", d / "in", "--output", d / "ct", "--no-progress")
     return d
 
 
@@ -115,19 +98,19 @@ def test_only_format_4_is_written(svhn_classifier, svhn_images):
 # -- folders -------------------------------------------------------------------------------------
 def test_rotating_a_folder_keeps_every_image_bit_for_bit(archive, tmp_path):
     out = tmp_path / "ct2"
-    p = _run("reencrypt", "--key", archive / "k1.json", "--new-key", archive / "k2.json",
+    p = run_cli("reencrypt", "--key", archive / "k1.json", "--new-key", archive / "k2.json",
              "--input", archive / "ct", "--output", out, "--no-progress")  # fmt: skip
     assert "re-encrypted 16 image(s)" in p.stdout and p.stdout.count("\tlossless") == 16
-    assert sorted(_tree(out)) == sorted(_tree(archive / "ct"))  # the same names, subfolders kept
+    assert sorted(file_tree(out)) == sorted(file_tree(archive / "ct"))  # the same names, subfolders kept
     k1, k2 = Key.load(archive / "k1.json"), Key.load(archive / "k2.json")
-    for name in _tree(out):
+    for name in file_tree(out):
         with pytest.raises(WrongKeyError):  # the old key no longer opens the new files
             read_png(out / name, k1)
         assert read_png(out / name, k2).header["version"] == 4
-    _run("decrypt", "--key", archive / "k2.json", "--input", out, "--output", tmp_path / "back", "--no-progress")
-    for name in _tree(archive / "in"):
+    run_cli("decrypt", "--key", archive / "k2.json", "--input", out, "--output", tmp_path / "back", "--no-progress")
+    for name in file_tree(archive / "in"):
         assert np.array_equal(_pixels(tmp_path / "back" / name), _pixels(archive / "in" / name)), name
-    p = _run("decrypt", "--key", archive / "k1.json", "--input", out, "--output", tmp_path / "no", ok=False)
+    p = run_cli("decrypt", "--key", archive / "k1.json", "--input", out, "--output", tmp_path / "no", ok=False)
     assert p.returncode == 2 and "another key" in p.stderr
 
 
@@ -135,10 +118,10 @@ def test_a_format_3_folder_migrates_and_decrypts_with_the_key_alone(archive, tmp
     key = Key.load(archive / "k1.json")
     pad = Cipher(None, svhn_classifier, key, scheme="pad")
     assert encrypt_folder(pad, archive / "in", tmp_path / "ct3", progress=False) == 16
-    p = _run("reencrypt", "--key", archive / "k1.json", "--input", tmp_path / "ct3",
+    p = run_cli("reencrypt", "--key", archive / "k1.json", "--input", tmp_path / "ct3",
              "--output", tmp_path / "ct4", "--no-progress")  # fmt: skip
     assert p.stdout.count("from format 3, a replayed format") == 16
-    for name in _tree(tmp_path / "ct3"):
+    for name in file_tree(tmp_path / "ct3"):
         old = read_png(tmp_path / "ct3" / name, key)
         new = read_png(tmp_path / "ct4" / name, key)
         assert old.header["version"] == 3 and new.header["version"] == 4
@@ -153,7 +136,7 @@ def test_reencrypt_resumes_after_a_kill(archive, tmp_path, svhn_images):
     src.mkdir()
     for i in range(48):  # the 16 samples three times over under different names
         Image.fromarray(_u8(x[i % 16]).permute(1, 2, 0).numpy()).save(src / f"{i:03d}.png")
-    _run("encrypt", "--key", archive / "k1.json", "--input", src, "--output", tmp_path / "ct", "--no-progress")
+    run_cli("encrypt", "--key", archive / "k1.json", "--input", src, "--output", tmp_path / "ct", "--no-progress")
     args = ["reencrypt", "--key", archive / "k1.json", "--new-key", archive / "k2.json", "--input", tmp_path / "ct",
             "--nonce-seed", SEED, "--no-progress", "--batch-size", "4"]  # fmt: skip
     out = tmp_path / "ct2"
@@ -166,76 +149,63 @@ def test_reencrypt_resumes_after_a_kill(archive, tmp_path, svhn_images):
     proc.wait()
     done = sorted(f for f in os.listdir(out) if f.endswith(".png") and not f.startswith("."))
     assert 8 <= len(done) < 48
-    p = _run(*args, "--output", out, ok=False)
+    p = run_cli(*args, "--output", out, ok=False)
     assert p.returncode == 2 and "--resume" in p.stderr
     before = {f: (out / f).read_bytes() for f in done}
-    p = _run(*args, "--output", out, "--resume")
+    p = run_cli(*args, "--output", out, "--resume")
     assert f"re-encrypted {48 - len(done)} image(s)" in p.stdout
     assert {f: (out / f).read_bytes() for f in done} == before
     assert sorted(os.listdir(out)) == [f"{i:03d}.png" for i in range(48)]  # no temporary files left
-    _run(*args, "--output", tmp_path / "clean")
-    assert _tree(out) == _tree(tmp_path / "clean")  # the same bytes as an uninterrupted run
+    run_cli(*args, "--output", tmp_path / "clean")
+    assert file_tree(out) == file_tree(tmp_path / "clean")  # the same bytes as an uninterrupted run
 
 
 def test_torchrun_reencrypts_the_same_bytes_as_one_process(archive, tmp_path):
     common = ("reencrypt", "--key", archive / "k1.json", "--new-key", archive / "k2.json", "--input", archive / "ct",
               "--nonce-seed", SEED, "--no-progress")  # fmt: skip
-    _run(*common, "--output", tmp_path / "one", "--batch-size", "5")
-    p = _run(*common, "--output", tmp_path / "two", torchrun=True)
+    run_cli(*common, "--output", tmp_path / "one", "--batch-size", "5")
+    p = run_cli(*common, "--output", tmp_path / "two", torchrun=True)
     assert p.stdout.count("re-encrypted 16 image(s)") == 1
-    one = _tree(tmp_path / "one")
-    assert len(one) == 16 and one == _tree(tmp_path / "two")
-
-
-def _tamper(path):
-    """Change one pixel of a ciphertext PNG and keep its header and tag (what an attacker would try)."""
-    from PIL import PngImagePlugin
-
-    with Image.open(path) as im:
-        arr, text = np.array(im), dict(im.text)
-    arr[0, 0, 0] ^= 1
-    info = PngImagePlugin.PngInfo()
-    for k, v in text.items():
-        info.add_text(k, v)
-    Image.fromarray(arr).save(path, pnginfo=info)
+    one = file_tree(tmp_path / "one")
+    assert len(one) == 16 and one == file_tree(tmp_path / "two")
 
 
 @pytest.mark.parametrize("bad", ["tampered", "foreign key"])
 def test_a_bad_input_stops_the_job_by_name_and_nothing_is_written(archive, tmp_path, svhn_classifier, bad):
     src = tmp_path / "ct"
     src.mkdir()
-    for name, data in _tree(archive / "ct").items():
+    for name, data in file_tree(archive / "ct").items():
         (src / name.replace("/", "_")).write_bytes(data)
     victim = sorted(os.listdir(src))[5]
     if bad == "tampered":
-        _tamper(src / victim)
+        tamper_png(src / victim)
     else:
         other = Key.generate()
         write_png(src / victim, Cipher(None, svhn_classifier, other).encrypt(torch.rand(1, 3, 32, 32)), other,
                   overwrite=True)  # fmt: skip
-    p = _run("reencrypt", "--key", archive / "k1.json", "--new-key", archive / "k2.json", "--input", src,
+    p = run_cli("reencrypt", "--key", archive / "k1.json", "--new-key", archive / "k2.json", "--input", src,
              "--output", tmp_path / "out", "--no-progress", ok=False)  # fmt: skip
     assert p.returncode == 2 and victim in p.stderr
     assert ("authentication failed" if bad == "tampered" else "another key") in p.stderr
-    assert not _tree(tmp_path / "out")  # nothing written, for it or any other file
+    assert not file_tree(tmp_path / "out")  # nothing written, for it or any other file
 
 
 def test_bad_requests_are_refused_clearly(archive, tmp_path):
-    key = ("--key", archive / "k1.json")
-    p = _run("reencrypt", *key, "--input", archive / "ct", "--output", archive / "ct" / "inside", ok=False)
+    key = ("--key", archive / "k1.json", "--input", archive / "ct")
+    p = run_cli("reencrypt", *key, "--output", archive / "ct" / "inside", ok=False)
     assert p.returncode == 2 and "inside --input" in p.stderr and not (archive / "ct" / "inside").exists()
-    p = _run("reencrypt", *key, "--input", archive / "ct", "--output", tmp_path / "o", "--classifier", "lfw", ok=False)
+    p = run_cli("reencrypt", *key, "--output", tmp_path / "o", "--classifier", "lfw", ok=False)
     assert p.returncode == 2 and "the classifier takes 64x64" in p.stderr and not (tmp_path / "o").exists()
-    p = _run("reencrypt", *key, "--input", archive / "ct", "--output", tmp_path / "o", "--nonce-seed", "xy", ok=False)
+    p = run_cli("reencrypt", *key, "--output", tmp_path / "o", "--nonce-seed", "xy", ok=False)
     assert p.returncode == 2 and "--nonce-seed" in p.stderr
-    p = _run("reencrypt", *key, "--input", archive / "ct", "--output", archive / "in", ok=False)
+    p = run_cli("reencrypt", *key, "--output", archive / "in", ok=False)
     assert p.returncode == 2 and "refusing to overwrite" in p.stderr
 
 
 def test_no_plaintext_file_appears_anywhere_while_it_runs(archive, tmp_path, svhn_classifier, monkeypatch):
     """The output folder and the temporary folder are watched while the job runs, and every image
     any code saves is compared with the plaintexts: none of them is ever written."""
-    plain = {_pixels(archive / "in" / n).tobytes() for n in _tree(archive / "in")}
+    plain = {_pixels(archive / "in" / n).tobytes() for n in file_tree(archive / "in")}
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
@@ -275,7 +245,7 @@ def test_no_plaintext_file_appears_anywhere_while_it_runs(archive, tmp_path, svh
     assert not any(s in plain for s in saved)  # no image saved anywhere had a plaintext's pixels
     assert not [p for p in seen if p.startswith(str(scratch))]  # nothing in the temporary folder
     assert seen  # the watcher did see the files appear
-    final = _tree(out)
+    final = file_tree(out)
     for path, data in seen.items():
         name = os.path.basename(path)
         assert name.endswith(".png") or (name.startswith(".") and name.endswith(".tmp")), path

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import MODELS
+from conftest import MODELS, file_tree, run_cli
 from PIL import Image
 
 from ric_ext import Key
@@ -23,23 +23,6 @@ def _env():
     return dict(os.environ, RIC_MODELS=MODELS, OMP_NUM_THREADS="1")
 
 
-def _run(*args, torchrun=False, ok=True):
-    head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"] if torchrun else [sys.executable]
-    p = subprocess.run([*head, "-m", "ric_ext", *map(str, args)], capture_output=True, text=True, env=_env())
-    if ok and p.returncode != 0:
-        raise AssertionError(f"ric_ext {args[0]} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def _tree(folder):
-    out = {}
-    for d, _, fs in os.walk(folder):
-        for f in fs:
-            with open(os.path.join(d, f), "rb") as fh:
-                out[os.path.relpath(os.path.join(d, f), folder)] = fh.read()
-    return out
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory, svhn_images):
     """16 SVHN images in a two-level folder tree, and a key."""
@@ -49,25 +32,25 @@ def photos(tmp_path_factory, svhn_images):
         sub = d / "in" / ("a" if i % 3 else "b")
         sub.mkdir(parents=True, exist_ok=True)
         Image.fromarray((x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(sub / f"{i:02d}.png")
-    _run("keygen", "--out", d / "k.json")
+    run_cli("keygen", "--out", d / "k.json")
     return d
 
 
 def test_torchrun_output_is_byte_identical_to_one_process(photos, tmp_path):
     key = photos / "k.json"
     common = ("--key", key, "--input", photos / "in", "--nonce-seed", SEED, "--no-progress")
-    _run("encrypt", *common, "--output", tmp_path / "one", "--batch-size", "5")
-    p = _run("encrypt", *common, "--output", tmp_path / "two", torchrun=True)
+    run_cli("encrypt", *common, "--output", tmp_path / "one", "--batch-size", "5")
+    p = run_cli("encrypt", *common, "--output", tmp_path / "two", torchrun=True)
     assert p.stdout.count("encrypted 16 image(s)") == 1  # rank 0 reports the total
-    one, two = _tree(tmp_path / "one"), _tree(tmp_path / "two")
+    one, two = file_tree(tmp_path / "one"), file_tree(tmp_path / "two")
     assert len(one) == 16 and one == two
-    _run("decrypt", "--key", key, "--input", tmp_path / "one", "--output", tmp_path / "d1", "--no-progress")
-    _run("decrypt", "--key", key, "--input", tmp_path / "one", "--output", tmp_path / "d2", "--no-progress",
+    run_cli("decrypt", "--key", key, "--input", tmp_path / "one", "--output", tmp_path / "d1", "--no-progress")
+    run_cli("decrypt", "--key", key, "--input", tmp_path / "one", "--output", tmp_path / "d2", "--no-progress",
          torchrun=True)  # fmt: skip
-    assert _tree(tmp_path / "d1") == _tree(tmp_path / "d2")
+    assert file_tree(tmp_path / "d1") == file_tree(tmp_path / "d2")
     # without a seed, runs differ (fresh nonces), as they must
-    _run("encrypt", "--key", key, "--input", photos / "in", "--output", tmp_path / "fresh", "--no-progress")
-    assert _tree(tmp_path / "fresh").keys() == one.keys() and _tree(tmp_path / "fresh") != one
+    run_cli("encrypt", "--key", key, "--input", photos / "in", "--output", tmp_path / "fresh", "--no-progress")
+    assert file_tree(tmp_path / "fresh").keys() == one.keys() and file_tree(tmp_path / "fresh") != one
 
 
 def test_each_rank_writes_only_its_share(photos, tmp_path, monkeypatch, svhn_classifier):
@@ -83,7 +66,7 @@ def test_each_rank_writes_only_its_share(photos, tmp_path, monkeypatch, svhn_cla
     cipher = Cipher(None, svhn_classifier, Key.load(photos / "k.json"))
     assert folders.encrypt_folder(cipher, photos / "in", tmp_path / "out", progress=False) == 8
     everything = [o for _, o in folders.plan_outputs(photos / "in", tmp_path / "none")]
-    written = sorted(os.path.join(tmp_path / "none", p) for p in _tree(tmp_path / "out"))
+    written = sorted(os.path.join(tmp_path / "none", p) for p in file_tree(tmp_path / "out"))
     assert written == sorted(everything[1::2])
 
 
@@ -108,20 +91,20 @@ def test_a_killed_job_resumes(photos, tmp_path, svhn_images):
     k = Key.load(key)
     for f in done:  # every finished file is whole: it authenticates
         read_png(out / f, k)
-    p = _run(*args, "--output", out, ok=False)
+    p = run_cli(*args, "--output", out, ok=False)
     assert p.returncode == 2 and "--resume" in p.stderr  # a plain rerun refuses the folder, and says why
     before = {f: (out / f).read_bytes() for f in done}
-    p = _run(*args, "--output", out, "--resume")
+    p = run_cli(*args, "--output", out, "--resume")
     assert f"encrypted {48 - len(done)} image(s)" in p.stdout  # only what was missing
     assert {f: (out / f).read_bytes() for f in done} == before  # what was there is untouched
     assert sorted(os.listdir(out)) == [f"{i:03d}.png" for i in range(48)]  # no temporary files left
-    _run(*args, "--output", tmp_path / "clean")
-    assert _tree(out) == _tree(tmp_path / "clean")  # the same bytes as an uninterrupted run
+    run_cli(*args, "--output", tmp_path / "clean")
+    assert file_tree(out) == file_tree(tmp_path / "clean")  # the same bytes as an uninterrupted run
 
     # what is there is verified: a file from another key stops the resume, and is kept
     other = tmp_path / "other.json"
-    _run("keygen", "--out", other)
+    run_cli("keygen", "--out", other)
     (out / "000.png").unlink()
-    _run("encrypt", "--key", other, "--input", src / "000.png", "--output", out, "--no-progress")
-    p = _run(*args, "--output", out, "--resume", ok=False)
+    run_cli("encrypt", "--key", other, "--input", src / "000.png", "--output", out, "--no-progress")
+    p = run_cli(*args, "--output", out, "--resume", ok=False)
     assert p.returncode == 2 and "another key" in p.stderr and (out / "000.png").exists()

@@ -4,9 +4,9 @@ alone, in DataLoader workers) and encryption as a torchvision-style transform.""
 import os
 import pickle
 
-import numpy as np
 import pytest
 import torch
+from conftest import tamper_png
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -74,17 +74,8 @@ def test_dataloader_workers_decrypt_with_the_key_file_alone(folder, svhn_images)
 
 def test_a_changed_file_raises_never_another_image(folder, tmp_path):
     d, key, _ = folder
-    src = d / "ct" / "cats" / "00.png"
-    with Image.open(src) as im:
-        arr, text = np.array(im), dict(im.text)
-    from PIL import PngImagePlugin
-
-    arr[3, 3, 1] ^= 4
-    info = PngImagePlugin.PngInfo()
-    for k, v in text.items():
-        info.add_text(k, v)
     (tmp_path / "cats").mkdir()
-    Image.fromarray(arr).save(tmp_path / "cats" / "00.png", pnginfo=info)
+    tamper_png(d / "ct" / "cats" / "00.png", at=(3, 3, 1), write_to=tmp_path / "cats" / "00.png")
     with pytest.raises(TamperedError):
         EncryptedImageFolder(tmp_path, key)[0]
 
