@@ -9,7 +9,7 @@
    images as plain PNGs (``ric_ext.data.ImageFolder``), both in one process, against the time of
    one training step (forward, backward, optimiser) on a batch.
 
-    python python/recipes/train_from_encrypted_folder.py --data ../shared/data --n 2000 --epochs 3
+    python python/recipes/train_from_encrypted_folder.py --data ../shared/data --n 2000 --epochs 8
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="data folder (default: RIC_DATA)")
     p.add_argument("--n", type=int, default=2000, help="training images to encrypt (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=3, help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=8, help="(default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default: %(default)s)")
     p.add_argument("--work", default=None, help="work folder (default: a temporary one)")
@@ -82,7 +82,7 @@ def main() -> None:
             opt.step()
             step_time += time.perf_counter() - t
             steps += 1
-        print(f"epoch {epoch + 1}: loss {float(loss):.3f}")
+        print(f"epoch {epoch + 1}: loss {loss.item():.3f}")
     xt, yt = data.svhn("test", args.data).tensors()
     net.eval()
     with torch.no_grad():
