@@ -259,7 +259,7 @@ class EncryptedImageFolder(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> List[Tuple[object, int]]:
         """A batch at once (``DataLoader`` calls this when it exists): the files that share a header
         are decrypted in one call, which costs far less per image than one at a time."""
-        from .cipher import Ciphertext
+        from .ciphertext import Ciphertext
         from .fileformat import read_png
 
         cts = [read_png(self.files[i], self.key) for i in indices]

@@ -58,14 +58,14 @@ def evaluate(
         raise ValueError(f"metric_mode must be 'ours' or 'paper', got {metric_mode!r}")
     key = key or Key.generate()
     scheme = scheme or default_scheme(model)  # measuring the paper's scheme needs no warning
-    cipher = Cipher(
-        model,
+    cipher = Cipher.for_scheme(
+        scheme,
         classifier,
         key,
-        nae,
+        model=model,
+        nae=nae,
         batch_size=batch_size,
         micro_batch=micro_batch,
-        scheme=scheme,
         pad_a=pad_a,
         base=base,
         bank=bank,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .checks import check_int
-from .cipher import READABLE_VERSIONS, Ciphertext
+from .ciphertext import READABLE_VERSIONS, Ciphertext
 from .errors import CiphertextFormatError, ReencodedError, TamperedError, WrongKeyError
 from .io_utils import atomic_write_bytes
 from .keys import Key

@@ -3,7 +3,7 @@
 After ``cryptography``'s ``MultiFernet.rotate``: one call takes a ciphertext under the old key and
 gives one under the new cipher, and the plaintext exists only in memory, one batch at a time.
 
-    new_ct = reencrypt(ct, old_key, Cipher(None, classifier, new_key))
+    new_ct = reencrypt(ct, old_key, Cipher(classifier, new_key))
 
 The new ciphertexts are always format 4 (the digits scheme), whatever the old ones were: formats
 1-3 decrypt by replaying a float attack, so they are given the bytes they decrypt to *on this
@@ -76,7 +76,7 @@ def check_target(cipher: Cipher) -> None:
     if cipher.replays or cipher.classifier is None:
         raise ValueError(
             "re-encryption makes format-4 ciphertexts (the digits scheme) with a classifier: pass "
-            "Cipher(None, classifier, new_key); the replayed schemes cannot promise the same bytes elsewhere"
+            "Cipher(classifier, new_key); the replayed schemes cannot promise the same bytes elsewhere"
         )
 
 

@@ -99,7 +99,7 @@ def test_a_users_classifier_gets_its_bank_on_first_use(tmp_path, monkeypatch, ti
     monkeypatch.setattr(bank_mod, "train_bank", counted)
     ramp = (torch.arange(16)[None, :] + torch.arange(16)[:, None]).float() / 30
     x = torch.stack([(ramp + 0.1 * k).clamp(0, 1).expand(*SHAPE) for k in range(4)])  # smooth: lossless
-    c = Cipher(None, clf, Key.generate(), progress=False)
+    c = Cipher(clf, Key.generate(), progress=False)
     ct = c.encrypt(x)
     assert calls == [1]
     cached = os.path.join(tmp_path, "home", "banks", bank_mod.file_name(fingerprint(clf), 64, SHAPE))
@@ -108,20 +108,20 @@ def test_a_users_classifier_gets_its_bank_on_first_use(tmp_path, monkeypatch, ti
     assert torch.equal(c.classify(ct), ct.labels) and bool(ct.lossless.all())
     assert torch.equal(c.decrypt_uint8(ct)[0], torch.round(x * 255).to(torch.uint8))
     # another cipher (another key, another process alike) loads the cached bank: no second training
-    Cipher(None, clf, Key.generate()).encrypt(x)
+    Cipher(clf, Key.generate()).encrypt(x)
     assert calls == [1]
 
 
 def test_a_bank_for_something_else_is_refused(tiny, tmp_path):
     clf, b = tiny
-    other = Cipher(None, clf, Key.generate(), base=51, bank=b)
+    other = Cipher(clf, Key.generate(), base=51, bank=b)
     with pytest.raises(ValueError, match="base 64"):
         other.encrypt(torch.rand(1, *SHAPE))
     with pytest.raises(ValueError, match="images \\(3, 16, 16\\)"):
-        Cipher(None, clf, Key.generate(), bank=b).encrypt(torch.rand(1, 3, 8, 8))
+        Cipher(clf, Key.generate(), bank=b).encrypt(torch.rand(1, 3, 8, 8))
     path = tmp_path / "b.npz"
     b.save(path)
-    ct = Cipher(None, clf, Key.generate(), bank=str(path)).encrypt(torch.rand(2, *SHAPE))
+    ct = Cipher(clf, Key.generate(), bank=str(path)).encrypt(torch.rand(2, *SHAPE))
     assert int(ct.steps.max()) >= 0 and len(ct) == 2
 
 

@@ -22,7 +22,7 @@ FAST = NAEConfig(steps=5)
 @pytest.fixture(scope="module")
 def setup(tiny_trained, svhn_classifier, svhn_images):
     key = Key.generate()
-    cipher = Cipher(tiny_trained, svhn_classifier, key, FAST)
+    cipher = Cipher.paper(tiny_trained, svhn_classifier, key, nae=FAST)
     x, _ = svhn_images
     ct = cipher.encrypt(x[:4])
     return cipher, key, x[:4], ct
@@ -52,17 +52,17 @@ def test_classify_and_repr(setup):
 def test_wrong_key_and_wrong_weights_raise(setup, tiny_trained, svhn_classifier):
     cipher, key, x, ct = setup
     with pytest.raises(WrongKeyError):
-        Cipher(tiny_trained, svhn_classifier, Key.generate(), FAST).decrypt(ct)
+        Cipher.paper(tiny_trained, svhn_classifier, Key.generate(), nae=FAST).decrypt(ct)
     other = copy.deepcopy(tiny_trained)
     with torch.no_grad():
         next(other.parameters()).add_(1e-3)
     with pytest.raises(ModelMismatchError, match="RIC weights"):
-        Cipher(other, svhn_classifier, key, FAST).decrypt(ct)
+        Cipher.paper(other, svhn_classifier, key, nae=FAST).decrypt(ct)
     clf2 = copy.deepcopy(svhn_classifier)
     with torch.no_grad():
         next(clf2.parameters()).mul_(1.01)
     with pytest.raises(ModelMismatchError, match="classifier"):
-        Cipher(tiny_trained, clf2, key, FAST).decrypt(ct)
+        Cipher.paper(tiny_trained, clf2, key, nae=FAST).decrypt(ct)
 
 
 def test_png_file_round_trip(setup, tmp_path):
@@ -145,7 +145,7 @@ def test_grayscale_round_trip(tmp_path, svhn_classifier):
             return self.clf(x.expand(-1, 3, -1, -1))
 
     key = Key.generate()
-    c = Cipher(RIC(1, width=4, depth=2), Gray(svhn_classifier), key, FAST)
+    c = Cipher.paper(RIC(1, width=4, depth=2), Gray(svhn_classifier), key, nae=FAST)
     ct = c.encrypt(torch.rand(2, 1, 32, 32))
     write_png(tmp_path / "g.png", ct[1], key)
     with Image.open(tmp_path / "g.png") as im:
@@ -160,7 +160,7 @@ def test_bad_images(setup):
     with pytest.raises(ValueError, match="shape"):
         cipher.encrypt(torch.rand(3, 32, 32))
     with pytest.raises(TypeError, match="key"):
-        Cipher(cipher.model, cipher.classifier, b"0" * 32)
+        Cipher.paper(cipher.model, cipher.classifier, b"0" * 32)
 
 
 def test_duplicate_nonces_in_a_batch_are_refused(setup):

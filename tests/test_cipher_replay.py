@@ -37,7 +37,7 @@ def bundled():
 @pytest.fixture(scope="module")
 def encrypted(bundled, svhn_images):
     model, clf = bundled
-    cipher = Cipher(model, clf, Key.generate(), batch_size=16)
+    cipher = Cipher.paper(model, clf, Key.generate(), batch_size=16)
     x, _ = svhn_images
     return cipher, x, cipher.encrypt(x)
 
@@ -63,7 +63,7 @@ def test_decryption_independent_of_batching(encrypted, split):
         got = cipher.decrypt(sub).flip(0)
     else:
         size = int(split.rsplit("_", 1)[1])
-        other = Cipher(cipher.model, cipher.classifier, cipher.key, cipher.nae.config, batch_size=size)
+        other = Cipher.paper(cipher.model, cipher.classifier, cipher.key, nae=cipher.nae_config, batch_size=size)
         got = other.decrypt(ct)
     # The decrypted 8-bit images are identical, byte for byte.
     assert torch.equal(_to8(got), ref)
@@ -120,7 +120,7 @@ def test_version1_files_still_decrypt(tmp_path):
     # Files written by format version 1 (fixed 100 steps, authors' early stop), kept from before format 2.
     key = _fixture_key(FIXTURE_V1, tmp_path)
     model = load_ric(os.path.join(FIXTURE_V1, "tiny_ric.pt"))
-    cipher = Cipher(model, load_classifier("svhn", ASSETS), key)  # default (format 2) settings
+    cipher = Cipher.paper(model, load_classifier("svhn", ASSETS), key)  # default (format 2) settings
     expected = np.load(os.path.join(FIXTURE_V1, "expected.npz"))
     cts = [read_png(os.path.join(FIXTURE_V1, f"c{i}.png"), key) for i in range(3)]
     assert all(c.header["version"] == 1 and c.steps is None for c in cts)
@@ -144,7 +144,7 @@ def test_format2_fixture_made_before_the_refactor_decrypts_byte_for_byte(tmp_pat
     # Made with commit 3f579bf (tests/data/format_v2/make_fixture.py), before the op table, the
     # stop-rule object and the batching changes of 2026-12-03: they must not change one byte.
     key = _fixture_key(FIXTURE_V2, tmp_path)
-    cipher = Cipher(load_ric("svhn"), load_classifier("svhn", ASSETS), key)
+    cipher = Cipher.paper(load_ric("svhn"), load_classifier("svhn", ASSETS), key)
     expected = np.load(os.path.join(FIXTURE_V2, "expected.npz"))
     cts = [read_png(os.path.join(FIXTURE_V2, f"c{i}.png"), key) for i in range(4)]
     assert all(c.header["version"] == 2 and c.header["nae"]["stop"] == "ciphertext" for c in cts)
@@ -159,7 +159,7 @@ def test_format2_fixture_made_before_the_refactor_decrypts_byte_for_byte(tmp_pat
 def test_ciphertext_rule_round_trip(bundled, svhn_images):
     model, clf = bundled
     cfg = NAEConfig(stop="ciphertext", ct_margin=1.0, check_every=2)
-    cipher = Cipher(model, clf, Key.generate(), cfg, batch_size=8)
+    cipher = Cipher.paper(model, clf, Key.generate(), nae=cfg, batch_size=8)
     x, _ = svhn_images
     ct = cipher.encrypt(x[:8])
     # Agreement by construction: each ciphertext passed the classifier with margin >= 1 when it was made.
@@ -177,6 +177,6 @@ def test_ciphertext_rule_round_trip(bundled, svhn_images):
 def test_bundled_model_agreement_on_paper_subset(bundled):
     model, clf = bundled
     x, _ = data_mod.stack(data_mod.svhn("paper", DATA), list(range(64)))
-    cipher = Cipher(model, clf, Key.generate(), batch_size=64)
+    cipher = Cipher.paper(model, clf, Key.generate(), batch_size=64)
     ct = cipher.encrypt(x)
     assert torch.equal(cipher.classify(ct), ct.labels)

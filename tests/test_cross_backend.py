@@ -66,7 +66,7 @@ def test_decryption_is_byte_identical_across_backends(tmp_path, svhn_classifier)
         save_image(plain / f"noise_{i}.png", torch.randint(0, 256, (3, 32, 32), generator=g, dtype=torch.uint8))
     key = Key.generate()
     key.save(tmp_path / "k.json")
-    cipher = Cipher(None, svhn_classifier, key)
+    cipher = Cipher(svhn_classifier, key)
     modes = {}
     encrypt_folder(
         cipher, plain, tmp_path / "ct", progress=False, on_file=lambda o, ll: modes.update({os.path.basename(o): ll})

@@ -27,7 +27,7 @@ from ric_ext.nae_digits import levels_of
 
 @pytest.fixture(scope="module")
 def digits(svhn_classifier, svhn_images):
-    cipher = Cipher(None, svhn_classifier, Key.generate())
+    cipher = Cipher(svhn_classifier, Key.generate())
     x, _ = svhn_images
     return cipher, x, cipher.encrypt(x)
 
@@ -151,7 +151,7 @@ def test_a_reencoded_ciphertext_says_so(digits, tmp_path):
 
 
 def test_noise_takes_the_lossy_digits_and_says_so(svhn_classifier):
-    cipher = Cipher(None, svhn_classifier, Key.generate())
+    cipher = Cipher(svhn_classifier, Key.generate())
     g = torch.Generator().manual_seed(0)
     noise = torch.randint(0, 256, (4, 3, 32, 32), generator=g, dtype=torch.uint8)
     ct = cipher.encrypt(noise)
@@ -167,7 +167,7 @@ def test_the_share_is_uniform_whatever_the_image(svhn_classifier):
     # Given the label, nothing in the ciphertext depends on the image: the share digits (byte mod 64)
     # of a black and a white image are equally flat (chi-square over 64 bins, 0.1% critical value
     # 103.4 for 63 degrees of freedom, 16 images of 3072 subpixels).
-    cipher = Cipher(None, svhn_classifier, Key.generate())
+    cipher = Cipher(svhn_classifier, Key.generate())
     for v in (0, 255):
         ct = cipher.encrypt(torch.full((16, 3, 32, 32), v, dtype=torch.uint8))
         m = (ct.pixels % 64).flatten().to(torch.int64)
@@ -181,7 +181,7 @@ def test_the_nae_digit_does_not_see_the_image(svhn_classifier, svhn_images):
     # within a call; here in two calls, only to look): their high digits are the same bank pattern,
     # whatever the images are; only the padded share differs.
     x, _ = svhn_images
-    cipher = Cipher(None, svhn_classifier, Key.generate())
+    cipher = Cipher(svhn_classifier, Key.generate())
     labels = cipher.predict(x)
     i, j = next((i, j) for i in range(len(x)) for j in range(i + 1, len(x)) if labels[i] == labels[j])
     nonce = torch.randint(0, 256, (1, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
@@ -193,7 +193,7 @@ def test_the_nae_digit_does_not_see_the_image(svhn_classifier, svhn_images):
 
 def test_noise_start_and_bank_start_both_pass_the_check(svhn_classifier, svhn_images):
     x, _ = svhn_images
-    noise = Cipher(None, svhn_classifier, Key.generate(), bank=None)
+    noise = Cipher(svhn_classifier, Key.generate(), bank=None)
     ct = noise.encrypt(x[:8])
     assert torch.equal(noise.classify(ct), ct.labels)
     assert float(ct.steps.float().mean()) > 0  # from noise it takes attack steps
@@ -226,16 +226,16 @@ def test_nonce_reuse_is_refused(digits):
 
 def test_other_formats_and_ciphers_do_not_mix(digits, svhn_classifier):
     cipher, x, ct = digits
-    pad = Cipher(None, svhn_classifier, cipher.key, scheme="pad")
+    pad = Cipher.pad(svhn_classifier, cipher.key)
     with pytest.raises(ModelMismatchError, match="'digits' scheme"):
         pad.decrypt(ct)
     with pytest.raises(ModelMismatchError, match="'pad' scheme"):
         cipher.decrypt(pad.encrypt(x[:1]))
-    other_base = Cipher(None, svhn_classifier, cipher.key, base=51)
+    other_base = Cipher(svhn_classifier, cipher.key, base=51)
     with pytest.raises(ModelMismatchError, match="base"):
         other_base.decrypt(ct)
     with pytest.raises(ValueError, match="base must be an int in \\[3, 128\\]"):
-        Cipher(None, svhn_classifier, cipher.key, base=200)
+        Cipher(svhn_classifier, cipher.key, base=200)
 
 
 def test_grey_images_round_trip(svhn_classifier, svhn_images):
@@ -249,7 +249,7 @@ def test_grey_images_round_trip(svhn_classifier, svhn_images):
 
     rgb, _ = svhn_images
     x = rgb[:2].mean(1, keepdim=True)  # grey photos
-    c = Cipher(None, Gray(svhn_classifier), Key.generate(), bank=None)
+    c = Cipher(Gray(svhn_classifier), Key.generate(), bank=None)
     ct = c.encrypt(x)
     assert bool(ct.lossless.all())
     assert torch.equal(c.decrypt_uint8(ct)[0], torch.round(x * 255).to(torch.uint8))

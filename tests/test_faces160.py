@@ -33,7 +33,7 @@ def test_a_160_px_face_comes_back_bit_for_bit():
                       progress=False)  # fmt: skip
     assert bank.shape == (3, 160, 160) and bank.num_labels == 4
     key = Key.generate()
-    cipher = Cipher(None, clf, key, bank=bank)
+    cipher = Cipher(clf, key, bank=bank)
     ct = cipher.encrypt(faces)
     assert bool(ct.lossless.all())  # a face's WebP fits the 160x160 share (about 32 of 57.6 KB)
     assert torch.equal(cipher.classify(ct), ct.labels)  # labelled as the plaintext, by construction

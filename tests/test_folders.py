@@ -33,7 +33,7 @@ def test_mixed_sizes_round_trip(tmp_path):
     for name, (h, w) in sizes.items():
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / name)
     key = Key.generate()
-    cipher = Cipher(RIC(3, width=4, depth=2), AnySizeClassifier(), key, NAEConfig(steps=2), batch_size=3)
+    cipher = Cipher.paper(RIC(3, width=4, depth=2), AnySizeClassifier(), key, nae=NAEConfig(steps=2), batch_size=3)
     assert encrypt_folder(cipher, src, tmp_path / "enc", progress=False) == 4
     assert sorted(
         os.path.relpath(os.path.join(d, f), tmp_path / "enc") for d, _, fs in os.walk(tmp_path / "enc") for f in fs

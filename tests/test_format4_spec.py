@@ -104,7 +104,7 @@ def test_the_written_spec_decrypts_format_4(tmp_path, svhn_classifier, svhn_imag
     images = torch.cat([torch.round(x[:2] * 255).to(torch.uint8), noise])
     secret = bytes(range(32))
     key = Key(secret)
-    cipher = Cipher(None, svhn_classifier, key)
+    cipher = Cipher(svhn_classifier, key)
     ct = cipher.encrypt(images)
     assert ct.lossless.tolist() == [True, True, False]
     ours, _ = cipher.decrypt_uint8(ct)

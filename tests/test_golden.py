@@ -34,10 +34,10 @@ def golden(tmp_path_factory):
 def _cipher(name: str, key: Key) -> Cipher:
     clf = load_classifier("svhn", ASSETS)
     if name == "f4":
-        return Cipher(None, clf, key)
+        return Cipher(clf, key)
     if name == "f3pad":
-        return Cipher(None, clf, key, scheme="pad")
-    return Cipher(load_ric("svhn"), clf, key, scheme="paper")
+        return Cipher.pad(clf, key)
+    return Cipher.paper(load_ric("svhn"), clf, key)
 
 
 def _tag(data: bytes) -> str:

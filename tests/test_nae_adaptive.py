@@ -238,14 +238,14 @@ def test_decorrelated_nae_replays_exactly_and_is_recorded(svhn_classifier, svhn_
     with pytest.raises(ValueError, match="decorrelate"):
         NAEConfig(decorrelate=1.5)
     x, _ = svhn_images
-    cipher = Cipher(None, svhn_classifier, Key.generate(), cfg, batch_size=8, scheme="pad")
+    cipher = Cipher.pad(svhn_classifier, Key.generate(), nae=cfg, batch_size=8)
     ct = cipher.encrypt(x[:6])
     assert ct.header["nae"]["decorrelate"] == 0.5
     assert torch.equal(cipher.classify(ct), ct.labels)
     z = cipher.regenerate(ct)
     # another batch composition replays the same NAEs bit for bit
     assert torch.equal(torch.cat([cipher.regenerate(ct[i]) for i in range(6)]), z)
-    plain = Cipher(None, svhn_classifier, cipher.key, NAEConfig(check_margin=2.0), batch_size=8, scheme="pad")
+    plain = Cipher.pad(svhn_classifier, cipher.key, nae=NAEConfig(check_margin=2.0), batch_size=8)
     ct0 = ct[:]
-    ct0.header = dict(ct.header, nae=plain.nae.config.to_dict())
+    ct0.header = dict(ct.header, nae=plain.nae_config.to_dict())
     assert not torch.equal(plain.regenerate(ct0), z)  # the filter changes the attack

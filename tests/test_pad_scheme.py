@@ -7,7 +7,7 @@ import torch
 
 from ric_ext import metrics
 from ric_ext.cipher import Cipher, Ciphertext
-from ric_ext.errors import ModelMismatchError, PaperSchemeWarning, TamperedError
+from ric_ext.errors import ModelMismatchError, TamperedError
 from ric_ext.fileformat import read_png, write_png
 from ric_ext.keys import Key
 from ric_ext.nae import NAEConfig
@@ -15,7 +15,7 @@ from ric_ext.nae import NAEConfig
 
 @pytest.fixture(scope="module")
 def padded(svhn_classifier, svhn_images):
-    cipher = Cipher(None, svhn_classifier, Key.generate(), scheme="pad")
+    cipher = Cipher.pad(svhn_classifier, Key.generate())
     x, _ = svhn_images
     return cipher, x, cipher.encrypt(x)
 
@@ -51,29 +51,26 @@ def test_png_files_and_batch_invariance(padded, tmp_path):
 
 def test_schemes_do_not_mix(padded, tiny_trained, svhn_classifier):
     cipher, x, ct = padded
-    paper = Cipher(tiny_trained, svhn_classifier, cipher.key, NAEConfig(steps=3))
+    paper = Cipher.paper(tiny_trained, svhn_classifier, cipher.key, nae=NAEConfig(steps=3))
     with pytest.raises(ModelMismatchError, match="'pad' scheme; this cipher uses 'paper'"):
         paper.decrypt(ct)
     with pytest.raises(ModelMismatchError, match="'paper' scheme; this cipher uses 'pad'"):
         cipher.decrypt(paper.encrypt(x[:2]))
-    other_a = Cipher(None, svhn_classifier, cipher.key, scheme="pad", pad_a=0.9)
+    other_a = Cipher.pad(svhn_classifier, cipher.key, a=0.9)
     with pytest.raises(ModelMismatchError, match="pad_a"):
         other_a.decrypt(ct)
     with pytest.raises(TypeError, match="must be a ric_ext RIC module"):
-        Cipher(None, svhn_classifier, cipher.key, scheme="paper")
-    # the default follows the model: none means the digits scheme, a RIC model means the paper's
-    assert Cipher(None, svhn_classifier, cipher.key).scheme.name == "digits"
-    with pytest.warns(PaperSchemeWarning, match="leak a blurred image"):
-        assert Cipher(tiny_trained, svhn_classifier, cipher.key).scheme.name == "paper"
-    with warnings.catch_warnings():  # chosen by name, or no model: no warning
+        Cipher.paper(None, svhn_classifier, cipher.key)
+    assert Cipher(svhn_classifier, cipher.key).scheme.name == "digits"
+    with warnings.catch_warnings():  # each scheme chosen by its own name: no warning
         warnings.simplefilter("error")
-        Cipher(tiny_trained, svhn_classifier, cipher.key, scheme="paper")
-        Cipher(None, svhn_classifier, cipher.key)
-        Cipher(None, svhn_classifier, cipher.key, scheme="pad")
+        assert Cipher.paper(tiny_trained, svhn_classifier, cipher.key).scheme.name == "paper"
+        Cipher(svhn_classifier, cipher.key)
+        Cipher.pad(svhn_classifier, cipher.key)
     with pytest.raises(ValueError, match="scheme must be one of"):
-        Cipher(None, svhn_classifier, cipher.key, scheme="xor")
+        Cipher.for_scheme("xor", svhn_classifier, cipher.key)
     with pytest.raises(ValueError, match="pad scheme needs"):
-        Cipher(None, svhn_classifier, cipher.key, scheme="pad", pad_a=0.999)
+        Cipher.pad(svhn_classifier, cipher.key, a=0.999)
 
 
 def test_tampered_scheme_field_is_detected(padded, tmp_path):

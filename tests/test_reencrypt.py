@@ -54,8 +54,8 @@ def archive(tmp_path_factory, svhn_images):
 def test_rotate_in_memory_keeps_every_image_and_locks_out_the_old_key(svhn_classifier, svhn_images):
     x, _ = svhn_images
     old, new = Key.generate(), Key.generate()
-    ct = Cipher(None, svhn_classifier, old).encrypt(x[:6])
-    moved = reencrypt(ct, old, Cipher(None, svhn_classifier, new))
+    ct = Cipher(svhn_classifier, old).encrypt(x[:6])
+    moved = reencrypt(ct, old, Cipher(svhn_classifier, new))
     assert moved.header["version"] == 4 and moved.header["key_id"] == new.key_id
     back, lossless = Cipher.from_ciphertext(moved, new).decrypt_uint8(moved)
     assert torch.equal(back, _u8(x[:6])) and bool(lossless.all())
@@ -63,11 +63,11 @@ def test_rotate_in_memory_keeps_every_image_and_locks_out_the_old_key(svhn_class
     with pytest.raises(WrongKeyError):
         Cipher.from_ciphertext(moved, old)
     # the same key again: fresh nonces, new pixels, the same images
-    again = reencrypt(ct, old, Cipher(None, svhn_classifier, old))
+    again = reencrypt(ct, old, Cipher(svhn_classifier, old))
     assert not torch.equal(again.nonces, ct.nonces) and not torch.equal(again.pixels, ct.pixels)
     assert torch.equal(Cipher.from_ciphertext(again, old).decrypt_uint8(again)[0], _u8(x[:6]))
     with pytest.raises(WrongKeyError):  # the input must be under the old key
-        reencrypt(moved, old, Cipher(None, svhn_classifier, new))
+        reencrypt(moved, old, Cipher(svhn_classifier, new))
 
 
 def test_an_image_that_would_not_come_back_the_same_is_refused(svhn_classifier):
@@ -76,23 +76,23 @@ def test_an_image_that_would_not_come_back_the_same_is_refused(svhn_classifier):
     g = torch.Generator().manual_seed(3)
     noise = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=g)
     key = Key.generate()
-    ct = Cipher(None, svhn_classifier, key).encrypt(noise)
+    ct = Cipher(svhn_classifier, key).encrypt(noise)
     assert not bool(ct.lossless.any())
     with pytest.raises(ReencryptionError, match="no longer fits the share losslessly"):
-        reencrypt(ct, key, Cipher(None, svhn_classifier, key, base=16))
+        reencrypt(ct, key, Cipher(svhn_classifier, key, base=16))
     # at the same base the lossy digits are kept exactly (re-quantising them changes nothing)
-    same = reencrypt(ct, key, Cipher(None, svhn_classifier, key))
-    assert torch.equal(Cipher(None, None, key).decrypt_uint8(same)[0], Cipher(None, None, key).decrypt_uint8(ct)[0])
+    same = reencrypt(ct, key, Cipher(svhn_classifier, key))
+    assert torch.equal(Cipher(None, key).decrypt_uint8(same)[0], Cipher(None, key).decrypt_uint8(ct)[0])
 
 
 def test_only_format_4_is_written(svhn_classifier, svhn_images):
     x, _ = svhn_images
     key = Key.generate()
-    ct = Cipher(None, svhn_classifier, key).encrypt(x[:2])
+    ct = Cipher(svhn_classifier, key).encrypt(x[:2])
     with pytest.raises(ValueError, match="format-4"):
-        reencrypt(ct, key, Cipher(None, svhn_classifier, key, scheme="pad"))
+        reencrypt(ct, key, Cipher.pad(svhn_classifier, key))
     with pytest.raises(ValueError, match="format-4"):
-        reencrypt(ct, key, Cipher(None, None, key))  # decrypt-only: no classifier to steer
+        reencrypt(ct, key, Cipher(None, key))  # decrypt-only: no classifier to steer
 
 
 # -- folders -------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_rotating_a_folder_keeps_every_image_bit_for_bit(archive, tmp_path):
 
 def test_a_format_3_folder_migrates_and_decrypts_with_the_key_alone(archive, tmp_path, svhn_classifier):
     key = Key.load(archive / "k1.json")
-    pad = Cipher(None, svhn_classifier, key, scheme="pad")
+    pad = Cipher.pad(svhn_classifier, key)
     assert encrypt_folder(pad, archive / "in", tmp_path / "ct3", progress=False) == 16
     p = run_cli("reencrypt", "--key", archive / "k1.json", "--input", tmp_path / "ct3",
              "--output", tmp_path / "ct4", "--no-progress")  # fmt: skip
@@ -181,7 +181,7 @@ def test_a_bad_input_stops_the_job_by_name_and_nothing_is_written(archive, tmp_p
         tamper_png(src / victim)
     else:
         other = Key.generate()
-        write_png(src / victim, Cipher(None, svhn_classifier, other).encrypt(torch.rand(1, 3, 32, 32)), other,
+        write_png(src / victim, Cipher(svhn_classifier, other).encrypt(torch.rand(1, 3, 32, 32)), other,
                   overwrite=True)  # fmt: skip
     p = run_cli("reencrypt", "--key", archive / "k1.json", "--new-key", archive / "k2.json", "--input", src,
              "--output", tmp_path / "out", "--no-progress", ok=False)  # fmt: skip
@@ -237,7 +237,7 @@ def test_no_plaintext_file_appears_anywhere_while_it_runs(archive, tmp_path, svh
     t.start()
     try:
         k1, k2 = Key.load(archive / "k1.json"), Key.load(archive / "k2.json")
-        n = reencrypt_folder(Cipher(None, svhn_classifier, k2, batch_size=4), k1, archive / "ct", out, progress=False)
+        n = reencrypt_folder(Cipher(svhn_classifier, k2, batch_size=4), k1, archive / "ct", out, progress=False)
     finally:
         stop.set()
         t.join()

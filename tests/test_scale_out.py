@@ -63,7 +63,7 @@ def test_each_rank_writes_only_its_share(photos, tmp_path, monkeypatch, svhn_cla
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(distributed, "process_group", rank_one_of_two)
-    cipher = Cipher(None, svhn_classifier, Key.load(photos / "k.json"))
+    cipher = Cipher(svhn_classifier, Key.load(photos / "k.json"))
     assert folders.encrypt_folder(cipher, photos / "in", tmp_path / "out", progress=False) == 8
     everything = [o for _, o in folders.plan_outputs(photos / "in", tmp_path / "none")]
     written = sorted(os.path.join(tmp_path / "none", p) for p in file_tree(tmp_path / "out"))

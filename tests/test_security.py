@@ -149,7 +149,7 @@ def test_key_one_bit_away_is_another_key():
 
 def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_images, tmp_path):
     x, y = svhn_images
-    cipher = Cipher(tiny_trained, svhn_classifier, Key.generate(), NAEConfig(steps=4), micro_batch=8)
+    cipher = Cipher.paper(tiny_trained, svhn_classifier, Key.generate(), nae=NAEConfig(steps=4), micro_batch=8)
     cfg = AttackConfig(
         inversion=InversionSettings(epochs=1, width=4),
         reencrypt_images=2,
@@ -195,7 +195,7 @@ def test_every_section_end_to_end_tiny(tiny_trained, svhn_classifier, svhn_image
 
 def test_every_section_end_to_end_on_the_digits_scheme(svhn_classifier, svhn_images, tmp_path):
     x, y = svhn_images
-    cipher = Cipher(None, svhn_classifier, Key.generate())  # the default scheme
+    cipher = Cipher(svhn_classifier, Key.generate())  # the default scheme
     cfg = AttackConfig(
         inversion=InversionSettings(epochs=1, width=4),
         reencrypt_images=2,

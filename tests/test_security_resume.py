@@ -94,12 +94,12 @@ def test_fingerprint_sees_dtype_shape_and_bytes():
 def test_cipher_fingerprint_tells_schemes_apart_but_not_keys(tiny_trained, svhn_classifier):
     from ric_ext.cipher import Cipher
 
-    def fp(**kw):
-        return ckpt.cipher_fingerprint(Cipher(classifier=svhn_classifier, key=Key.generate(), **kw), (3, 32, 32))
+    def fp(scheme="digits", **kw):
+        return ckpt.cipher_fingerprint(Cipher.for_scheme(scheme, svhn_classifier, Key.generate(), **kw), (3, 32, 32))
 
-    digits, pad = fp(model=None), fp(model=None, scheme="pad")
-    paper = fp(model=tiny_trained, scheme="paper")
-    assert len({digits, pad, paper, fp(model=None, bank=None)}) == 4
+    digits, pad = fp(), fp("pad")
+    paper = fp("paper", model=tiny_trained)
+    assert len({digits, pad, paper, fp(bank=None)}) == 4
     assert fp(model=None) == digits and fp(model=None, scheme="pad") == pad  # another key, the same attacker pairs
 
 
@@ -112,7 +112,7 @@ def test_public_model_attacker_resumes_with_the_same_pairs(svhn_classifier, svhn
     logs = []
 
     def run(log):
-        cipher = Cipher(None, svhn_classifier, Key.generate())  # a fresh victim key each run, as evaluate draws
+        cipher = Cipher(svhn_classifier, Key.generate())  # a fresh victim key each run, as evaluate draws
         victim_ct = cipher.encrypt(x[8:12]).as_float()
         return public_model_attacks(cipher, x[:8], victim_ct, x[8:12], x[12:], s, log, checkpoint_dir=folder)
 

@@ -28,7 +28,7 @@ def folder(tmp_path_factory, svhn_classifier, svhn_images):
     x, _ = svhn_images
     key = Key.generate()
     key.save(d / "key.json")
-    enc = Encrypt(Cipher(None, svhn_classifier, key))
+    enc = Encrypt(Cipher(svhn_classifier, key))
     where = {}
     for i in range(12):
         rel = os.path.join(("cats", "dogs")[i % 2], f"{i:02d}.png") if i < 8 else f"{i:02d}.png"
@@ -93,9 +93,9 @@ def test_bad_arguments_name_themselves(folder, tmp_path):
 def test_encrypt_transform_outputs(svhn_classifier, svhn_images):
     x, _ = svhn_images
     key = Key.generate()
-    cipher = Cipher(None, svhn_classifier, key)
+    cipher = Cipher(svhn_classifier, key)
     ct = Encrypt(cipher)(x[0])
-    assert len(ct) == 1 and torch.equal(Cipher(None, None, key).decrypt_uint8(ct)[0][0], _u8(x[0]))
+    assert len(ct) == 1 and torch.equal(Cipher(None, key).decrypt_uint8(ct)[0][0], _u8(x[0]))
     again = Encrypt(cipher)(x[0])
     assert not torch.equal(again.pixels, ct.pixels)  # a fresh nonce every call (every epoch)
     pix = Encrypt(cipher, output="pixels")(_u8(x[1]))

@@ -25,6 +25,7 @@ from ric_ext.models import (
     save_classifier,
     save_ric,
     store,
+    store_add,
 )
 from ric_ext.models import settings as model_settings
 from ric_ext.models.classifiers import SVHN_MEAN, SVHN_STD
@@ -80,7 +81,7 @@ def test_classifier_file_matches_the_network(tmp_path, suffix):
 def test_pad_round_trip_with_a_one_channel_file_classifier(tmp_path):
     path = tmp_path / "grey.pt2"
     save_classifier(path, _tiny_net(channels=1), input_size=12, channels=1)
-    cipher = Cipher(None, load_classifier(str(path)), Key.generate())
+    cipher = Cipher(load_classifier(str(path)), Key.generate())
     assert cipher.channels == 1
     x = torch.rand(3, 1, 12, 12)
     ct = cipher.encrypt(x)
@@ -154,18 +155,18 @@ def test_bundled_models_carry_their_settings():
 
 def test_cipher_uses_the_carried_nae_settings_unless_given():
     faces, lfw = load_ric("faces"), load_classifier("lfw")
-    assert Cipher(faces, lfw, Key.generate()).nae.config.lr == 0.05
-    assert Cipher(faces, lfw, Key.generate(), NAEConfig(lr=0.02)).nae.config.lr == 0.02
-    pad = Cipher(None, lfw, Key.generate(), scheme="pad").nae_config  # the lfw classifier's own (docs/security.md)
+    assert Cipher.paper(faces, lfw, Key.generate()).nae_config.lr == 0.05
+    assert Cipher.paper(faces, lfw, Key.generate(), nae=NAEConfig(lr=0.02)).nae_config.lr == 0.02
+    pad = Cipher.pad(lfw, Key.generate()).nae_config  # the lfw classifier's own (docs/security.md)
     assert (pad.lr, pad.check_margin, pad.decorrelate) == (0.05, 2.0, 0.5)
-    svhn = Cipher(None, load_classifier("svhn"), Key.generate(), scheme="pad").nae_config
+    svhn = Cipher.pad(load_classifier("svhn"), Key.generate()).nae_config
     assert svhn == NAEConfig(check_margin=2.0)
     mine = load_classifier("svhn")
     del mine.ric_settings  # a classifier that carries nothing gets NAEConfig's defaults
-    assert Cipher(None, mine, Key.generate(), scheme="pad").nae_config == NAEConfig()
+    assert Cipher.pad(mine, Key.generate()).nae_config == NAEConfig()
     # the digits scheme has its own attack settings (the carried ones were measured for the pad)
-    assert Cipher(None, lfw, Key.generate()).nae_config == DIGITS_NAE
-    assert Cipher(None, lfw, Key.generate(), NAEConfig(lr=0.3)).nae_config.lr == 0.3
+    assert Cipher(lfw, Key.generate()).nae_config == DIGITS_NAE
+    assert Cipher(lfw, Key.generate(), nae=NAEConfig(lr=0.3)).nae_config.lr == 0.3
 
 
 def test_save_ric_keeps_settings(tmp_path, tiny_trained):
@@ -211,8 +212,8 @@ def test_exported_classifier_train_encrypt_decrypt(tmp_path, monkeypatch, svhn_p
     assert (carried["input_size"], carried["channels"]) == (32, 3)
 
     x, _ = svhn_images
-    assert Cipher(model, clf, Key.generate()).nae.config.steps == 2  # the run's own (tiny) NAE settings
-    cipher = Cipher(model, clf, Key.generate(), NAEConfig())  # enough steps to pass the ciphertext check
+    assert Cipher.paper(model, clf, Key.generate()).nae_config.steps == 2  # the run's own (tiny) NAE settings
+    cipher = Cipher.paper(model, clf, Key.generate(), nae=NAEConfig())  # enough steps to pass the ciphertext check
     ct = cipher.encrypt(x[:4])
     assert torch.equal(cipher.classify(ct), ct.labels)
     assert ct.header["classifier"] == fingerprint(clf)
@@ -264,28 +265,28 @@ def test_store_add_is_safe(tmp_path, monkeypatch):
     net = _tiny_net()
     save_classifier(tmp_path / "a.pt2", net, input_size=8)
     save_classifier(tmp_path / "b.pt2", net, input_size=8, mean=[0.1] * 3)
-    e = store.add(tmp_path / "a.pt2", "mine")
-    assert e["kind"] == "classifier" and store.add(tmp_path / "a.pt2", "mine") == e  # the same file again: a no-op
+    e = store_add.add(tmp_path / "a.pt2", "mine")
+    assert e["kind"] == "classifier" and store_add.add(tmp_path / "a.pt2", "mine") == e  # the same file again: a no-op
     with pytest.raises(FileExistsError, match="already has a model named 'mine'"):
-        store.add(tmp_path / "b.pt2", "mine")
+        store_add.add(tmp_path / "b.pt2", "mine")
     with pytest.raises(ValueError, match="built-in"):
-        store.add(tmp_path / "b.pt2", "svhn")
+        store_add.add(tmp_path / "b.pt2", "svhn")
     with pytest.raises(ValueError, match="name must be"):
-        store.add(tmp_path / "b.pt2", "../escape")
+        store_add.add(tmp_path / "b.pt2", "../escape")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="neither RIC weights"):
-        store.add(tmp_path / "notes.txt")
+        store_add.add(tmp_path / "notes.txt")
     assert [x["name"] for x in store.entries()] == ["mine"]
     assert fingerprint(load_classifier("mine")) == e["fingerprint"]
 
 
 def test_from_ciphertext_names_what_is_missing(tmp_path, tiny_trained, svhn_classifier, svhn_images):
     key = Key.generate()
-    ct = Cipher(tiny_trained, svhn_classifier, key).encrypt(svhn_images[0][:2])
+    ct = Cipher.paper(tiny_trained, svhn_classifier, key).encrypt(svhn_images[0][:2])
     with pytest.raises(CheckpointError, match="no RIC weights with fingerprint .* model store"):
         Cipher.from_ciphertext(ct, key)
-    pad = Cipher(None, svhn_classifier, key).encrypt(svhn_images[0][:2])
-    assert torch.equal(Cipher.from_ciphertext(pad, key).decrypt(pad), Cipher(None, svhn_classifier, key).decrypt(pad))
+    pad = Cipher(svhn_classifier, key).encrypt(svhn_images[0][:2])
+    assert torch.equal(Cipher.from_ciphertext(pad, key).decrypt(pad), Cipher(svhn_classifier, key).decrypt(pad))
 
 
 @pytest.mark.parametrize("version", [1, 2])

@@ -167,9 +167,8 @@ class LibPath:
     def __init__(
         self, model, clf, key: Key, cfg, batch_size: int, micro_batch, scheme="paper", bank="auto", precision="auto"
     ):
-        model = model if scheme == "paper" else None
-        kw = dict(batch_size=batch_size, micro_batch=micro_batch, scheme=scheme, bank=bank, precision=precision)
-        self.cipher = Cipher(model, clf, key, cfg, **kw)
+        kw = dict(model=model, nae=cfg, batch_size=batch_size, micro_batch=micro_batch, bank=bank, precision=precision)
+        self.cipher = Cipher.for_scheme(scheme, clf, key, **kw)
 
     def encrypt(self, x):
         return self.cipher.encrypt(x)
@@ -384,7 +383,7 @@ def rss_child(args) -> None:
     if args.rss_child == "inference":
         InferencePath(clf, args.batch_size).encrypt(x)
     else:
-        Cipher(None, clf, Key.generate(), batch_size=args.batch_size).encrypt(x)
+        Cipher(clf, Key.generate(), batch_size=args.batch_size).encrypt(x)
     print(json.dumps({"what": args.rss_child, "n": int(x.shape[0]),
                       "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
 

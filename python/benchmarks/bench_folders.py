@@ -55,7 +55,7 @@ def main() -> None:
     for i, im in enumerate(x):
         save_image(os.path.join(plain, f"{i:05d}.png"), im, overwrite=True)
     key = Key.generate()
-    cipher = Cipher(None, load_classifier("svhn"), key)
+    cipher = Cipher(load_classifier("svhn"), key)
     cipher.encrypt(x[:64])  # warm-up
 
     def fresh(name: str) -> str:
@@ -93,7 +93,7 @@ def main() -> None:
         os.makedirs(few, exist_ok=True)
         for f, _ in plan_outputs(plain, fresh("unused"))[: args.migrate_n]:
             shutil.copy(f, few)
-        pad = Cipher(None, cipher.classifier, key, scheme="pad")
+        pad = Cipher.pad(cipher.classifier, key)
         encrypt_folder(pad, few, fresh("ct3"), progress=False)
         dt = timed(lambda: reencrypt_folder(cipher, key, os.path.join(work, "ct3"), fresh("ct3to4"), progress=False))
         dt_enc = timed(lambda: encrypt_folder(cipher, few, fresh("ct_few"), progress=False))

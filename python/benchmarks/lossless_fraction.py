@@ -70,7 +70,7 @@ def main() -> None:
         clf_name, load = SETS[name]
         x = load(args.data, args.n)
         clf = load_classifier(clf_name, args.models)
-        cipher = Cipher(None, clf, Key.generate())
+        cipher = Cipher(clf, Key.generate())
         cipher.encrypt(x[:2])  # the bank (trained and cached on first use for classifiers without one)
         t0 = time.perf_counter()
         ct = cipher.encrypt(x)
@@ -110,7 +110,7 @@ def main() -> None:
         lay = payload.layout(b, (3, 32, 32))
         digits, _ = payload.pack(noise.numpy(), lay, [None] * len(noise))
         rec = payload.lossy_image(digits, b).reshape(noise.shape)
-        ct = Cipher(None, clf, Key.generate(), base=b, bank=None).encrypt(svhn)
+        ct = Cipher(clf, Key.generate(), base=b, bank=None).encrypt(svhn)
         out["bases"][b] = {
             "nae_levels": 256 // b,
             "share_bits": round(math.log2(b), 3),

@@ -40,7 +40,7 @@ def main() -> None:
     noise = torch.randint(0, 256, (2, *x.shape[1:]), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     x = torch.cat([x, noise])
     key = Key.generate()
-    ca = Cipher(None, load_classifier("svhn", args.models).to(args.a), key)
+    ca = Cipher(load_classifier("svhn", args.models).to(args.a), key)
     ct = ca.encrypt(x)
     back_a, ll = ca.decrypt_uint8(ct)
     cb = Cipher.from_ciphertext(ct, key, device=args.b)

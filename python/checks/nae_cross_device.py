@@ -57,17 +57,14 @@ def main() -> None:
     cfg = NAEConfig(stop=args.nae_stop)
     mb = args.micro_batch or None
     model = load_ric(args.model or bundled_model_path())
-    ca = Cipher(
+    ca = Cipher.paper(
         load_ric(args.model or bundled_model_path()).to(args.a),
         load_classifier("svhn", args.models).to(args.a),
         key,
-        cfg,
+        nae=cfg,
         micro_batch=mb,
-        scheme="paper",
     )
-    cb = Cipher(
-        model.to(args.b), load_classifier("svhn", args.models).to(args.b), key, cfg, micro_batch=mb, scheme="paper"
-    )
+    cb = Cipher.paper(model.to(args.b), load_classifier("svhn", args.models).to(args.b), key, nae=cfg, micro_batch=mb)
     if args.b_backend == "torch":
         cb.nae = NAEGenerator(cb.classifier, cfg, backend="torch", micro_batch=mb)
     ct = ca.encrypt(x)

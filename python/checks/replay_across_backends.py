@@ -69,7 +69,7 @@ def main() -> None:
         key = Key.generate()
         key.save(os.path.join(tmp, "k.json"))
         for scheme in args.schemes.split(","):
-            cipher = Cipher(None, clf, key, scheme=scheme)
+            cipher = Cipher.for_scheme(scheme, clf, key)
             ct = cipher.encrypt(x)
             files = []
             for i in range(len(ct)):

@@ -27,7 +27,7 @@ def main() -> None:
         ("checks from kappa, micro-batch 32 (the first SVHN report)", NAEConfig(check_margin="kappa"), 32),
         ("checks from margin 2, micro-batch 8 (today's defaults)", NAEConfig(check_margin=2.0), 8),
     ):
-        ct = Cipher(None, clf, Key.generate(), cfg, micro_batch=mb).encrypt(x, nonces, allow_nonce_reuse=True)
+        ct = Cipher.pad(clf, Key.generate(), nae=cfg, micro_batch=mb).encrypt(x, nonces, allow_nonce_reuse=True)
         groups = collections.Counter(zip(ct.labels.tolist(), ct.steps.tolist()))
         largest = collections.Counter()
         for (label, _), count in groups.items():

@@ -71,7 +71,7 @@ def nae_of(args: argparse.Namespace, model=None, classifier=None, scheme: str = 
     replayed schemes, those the model (else the classifier) carries."""
     import dataclasses
 
-    from ..cipher import DIGITS_NAE
+    from ..engines import DIGITS_NAE
     from ..models.settings import nae_defaults
     from ..nae import NAEConfig
 
@@ -143,14 +143,14 @@ def cipher_of(args: argparse.Namespace):
     # the digits and pad schemes have no networks: --model is not loaded
     model = None if scheme != "paper" else load_model(args.model, args.device)
     clf = classifier_of(args, model)
-    return Cipher(
-        model,
+    return Cipher.for_scheme(
+        scheme,
         clf,
         key,
-        nae_of(args, model, clf, scheme),
+        model=model,
+        nae=nae_of(args, model, clf, scheme),
         batch_size=args.batch_size,
         micro_batch=args.micro_batch or None,
-        scheme=scheme,
         pad_a=args.pad_a,
         base=args.base,
         bank=bank_of(args),

@@ -69,12 +69,10 @@ def _cmd_reencrypt(args: argparse.Namespace) -> int:
     new_key = Key.load(args.new_key) if args.new_key else old_key
     clf = classifier_of(args)
     cipher = Cipher(
-        None,
         clf,
         new_key,
-        nae_of(args, None, clf, "digits"),
+        nae=nae_of(args, None, clf, "digits"),
         batch_size=args.batch_size,
-        scheme="digits",
         base=args.base,
         bank=bank_of(args),
         precision=args.precision,

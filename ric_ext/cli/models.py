@@ -8,9 +8,10 @@ import json
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from ..models import store
+    from ..models.store_add import add
 
     if args.action == "add":
-        e = store.add(args.file, args.name)
+        e = add(args.file, args.name)
         print(f"{e['name']}: {e['kind']} {e['fingerprint'][:16]}... in {store.path_of(e)}")
         return 0
     items = store.entries()

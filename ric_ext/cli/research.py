@@ -119,7 +119,7 @@ def add_evaluate(sub) -> None:
         help="paper: also the authors' metrics (PSNR of the unrounded reconstruction; SSIM with "
         "their uniform 11x11 window and scikit-image's default 7x7) (default: %(default)s)",
     )
-    from ..security.attacks import SECTIONS
+    from ..security.attack_config import SECTIONS
 
     ev.add_argument(
         "--attacks",

@@ -6,7 +6,8 @@ robustness and baseline schemes (``python -m ric_ext evaluate --attacks``).
     write_report(res, "runs/security")
 """
 
-from .attacks import SECTIONS, AttackConfig, run_attacks
+from .attack_config import SECTIONS, AttackConfig
+from .attacks import run_attacks
 from .inversion import InversionSettings, train_inversion
 from .report import format_markdown, write_report
 from .scoring import score

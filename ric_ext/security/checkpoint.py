@@ -49,8 +49,7 @@ def cipher_fingerprint(cipher, shape: tuple) -> str:
     """What makes a cipher's ciphertexts of (C, H, W) images: scheme, NAE settings, networks, bank.
     Not the key: the attacker's pairs are under keys of its own, whatever the victim's."""
     scheme = cipher.scheme
-    digits = getattr(scheme, "base", None) is not None  # only the digits scheme starts from a bank
-    bank = cipher.bank_for(tuple(shape)) if digits else None
+    bank = cipher.bank_for(tuple(shape))  # None for the keyed noise (every replayed scheme)
     return fingerprint(
         type(scheme).__name__,
         getattr(scheme, "base", None),

@@ -25,7 +25,8 @@ from ..ops.pad import DEFAULT_A
 from ..options import opt
 from ..schemes import DIGITS_BASE, default_scheme
 from . import checkpoint as ckpt
-from .attacks import SECTIONS, AttackConfig, run_attacks
+from .attack_config import SECTIONS, AttackConfig
+from .attacks import run_attacks
 from .inversion import PRECISIONS, InversionSettings
 from .public_model import CHECKPOINT_FILES, PublicModelSettings
 from .report import write_report
@@ -185,14 +186,14 @@ def run_protocol(
     tx, ty, ref_desc = reference_images(dataset, split, data, size, full, pool_idx, s.reference_images)
     key = Key.generate()
     scheme = scheme or default_scheme(model)  # measuring the paper's scheme needs no warning
-    cipher = Cipher(
-        model,
+    cipher = Cipher.for_scheme(
+        scheme,
         classifier,
         key,
-        nae,
+        model=model,
+        nae=nae,
         batch_size=batch_size,
         micro_batch=micro_batch,
-        scheme=scheme,
         pad_a=pad_a,
         base=base,
         bank=bank,
@@ -222,11 +223,7 @@ def run_protocol(
         "data": desc,
         "reference images": ref_desc,
         "NAE settings": json.dumps(cipher.nae_config.to_dict()),
-        **(
-            {"micro_batch": cipher.micro_batch}
-            if cipher.replays
-            else {"base": cipher.scheme.base, "NAE start": "bank" if cipher.bank_spec is not None else "keyed noise"}
-        ),
+        **cipher.engine.describe(),
     }
     write_report(res, out, context)
     ckpt.remove(checkpoint_dir, CHECKPOINT_FILES)

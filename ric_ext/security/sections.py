@@ -25,7 +25,7 @@ from .schemes import lsb_decrypt, lsb_encrypt
 from .scoring import Scorer, score
 
 if TYPE_CHECKING:
-    from .attacks import AttackConfig
+    from .attack_config import AttackConfig
 
 
 def _blur(c: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ save_ric(os.path.join(HERE, "tiny_ric.pt"), RIC(3, 4, 2), overwrite=False)
 model = load_ric(os.path.join(HERE, "tiny_ric.pt"))
 key = Key.generate()
 key.save(os.path.join(HERE, "key.json"))
-cipher = Cipher(model, load_classifier("svhn", ASSETS), key)
+cipher = Cipher.paper(model, load_classifier("svhn", ASSETS), key)
 x, _ = load_samples()
 ct = cipher.encrypt(x[:3])
 for i in range(3):

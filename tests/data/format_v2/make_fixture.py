@@ -25,7 +25,7 @@ from ric_ext.models.registry import ASSETS, load_ric
 HERE = os.path.dirname(os.path.abspath(__file__))
 key = Key.generate()
 key.save(os.path.join(HERE, "key.json"))
-cipher = Cipher(load_ric("svhn"), load_classifier("svhn", ASSETS), key)
+cipher = Cipher.paper(load_ric("svhn"), load_classifier("svhn", ASSETS), key)
 x, _ = load_samples()
 ct = cipher.encrypt(x[4:8])
 for i in range(len(ct)):

@@ -31,9 +31,9 @@ x, _ = load_samples()
 x = x[8:12]
 clf = load_classifier("svhn", ASSETS)
 ciphers = {
-    "f4": Cipher(None, clf, key),
-    "f3pad": Cipher(None, clf, key, scheme="pad"),
-    "f3paper": Cipher(load_ric("svhn"), clf, key, scheme="paper"),
+    "f4": Cipher(clf, key),
+    "f3pad": Cipher.pad(clf, key),
+    "f3paper": Cipher.paper(load_ric("svhn"), clf, key),
 }
 expected = {"nonces": nonces.numpy()}
 for name, cipher in ciphers.items():
