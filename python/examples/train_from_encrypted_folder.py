@@ -9,7 +9,7 @@
    images as plain PNGs (``ric_ext.data.ImageFolder``), both in one process, against the time of
    one training step (forward, backward, optimiser) on a batch.
 
-    python python/recipes/train_from_encrypted_folder.py --data ../shared/data --n 2000 --epochs 8
+    python python/examples/train_from_encrypted_folder.py --data ../shared/data --n 2000 --epochs 8
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main() -> None:
     # 1. the owner's side: encrypt into class folders, key in a file
     key_path = os.path.join(work, "key.json")
     Key.generate().save(key_path)
-    encrypt = Encrypt(Cipher(None, load_classifier("svhn"), Key.load(key_path)))
+    encrypt = Encrypt(Cipher(load_classifier("svhn"), Key.load(key_path)))
     ct_dir, plain_dir = os.path.join(work, "ct"), os.path.join(work, "plain")
     t = time.perf_counter()
     for i in range(args.n):
