@@ -34,6 +34,7 @@ from torch import nn
 from . import ops
 from .batching import batch_slices, fast_layout
 from .checks import check_int
+from .cloud_eot import CloudTransforms, transform
 from .io_utils import atomic_write_bytes
 from .nae_digits import levels_of, quantise
 from .options import opt
@@ -133,9 +134,11 @@ class NAEBank:
         return cls(q, base, str(meta["classifier"]), meta)
 
 
-def file_name(fingerprint: str, base: int, shape: Sequence[int]) -> str:
-    """The bank file's name: the classifier's fingerprint (16 hex digits), the base and the image shape."""
-    return f"{fingerprint[:16]}_b{base}_{'x'.join(str(int(s)) for s in shape)}.npz"
+def file_name(fingerprint: str, base: int, shape: Sequence[int], ensemble: Sequence[str] = ()) -> str:
+    """The bank file's name: the classifier's fingerprint (16 hex digits), for a portable bank its
+    ensemble's tag, the base and the image shape."""
+    tag = f"_p{ensemble_tag(ensemble)}" if ensemble else ""
+    return f"{fingerprint[:16]}{tag}_b{base}_{'x'.join(str(int(s)) for s in shape)}.npz"
 
 
 def cache_dir() -> str:
@@ -158,6 +161,43 @@ def _num_classes(classifier: nn.Module, shape: Sequence[int], device: torch.devi
         return int(classifier(torch.zeros(1, *shape, device=device)).shape[1])
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next(iter(list(module.parameters()) + list(module.buffers())), torch.zeros(0)).device
+
+
+def member_name(member: nn.Module) -> str:
+    """How errors and files name an ensemble member: the name it was loaded by, else its fingerprint."""
+    from .models.classifiers import fingerprint
+
+    return getattr(member, "ric_name", None) or fingerprint(member)[:16]
+
+
+def check_ensemble(classifier: nn.Module, ensemble: Sequence[nn.Module], shape: Sequence[int]) -> int:
+    """The number of classes every member shares with ``classifier`` on (C, H, W) images; ValueError
+    (TypeError for a non-module) naming the first member that takes another size, channels or classes."""
+    dev = _device_of(classifier)
+    K = _num_classes(classifier, shape, dev)
+    for i, m in enumerate(ensemble):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"ensemble member {i} must be a torch.nn.Module, got {type(m).__name__}")
+        try:
+            k = _num_classes(m.eval(), shape, _device_of(m))
+        except Exception as exc:  # a member that cannot take these images at all
+            raise ValueError(
+                f"ensemble member {i} ({member_name(m)}) does not take {tuple(shape)} images: {exc}"
+            ) from None
+        if k != K:
+            raise ValueError(f"ensemble member {i} ({member_name(m)}) has {k} classes; the crafting classifier has {K}")
+    return K
+
+
+def ensemble_tag(fingerprints: Sequence[str]) -> str:
+    """8 hex digits naming a set of ensemble members (order-free) in a portable bank's file name."""
+    import hashlib
+
+    return hashlib.sha256("|".join(sorted(fingerprints)).encode()).hexdigest()[:8]
+
+
 def train_bank(
     classifier: nn.Module,
     shape: Sequence[int],
@@ -165,6 +205,8 @@ def train_bank(
     settings: BankSettings = BankSettings(),
     *,
     num_classes: Optional[int] = None,
+    ensemble: Sequence[nn.Module] = (),
+    cloud: Optional[CloudTransforms] = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: None,
 ) -> NAEBank:
@@ -173,6 +215,13 @@ def train_bank(
     Every entry starts from public keyed noise (``settings.seed``) and takes ``settings.steps``
     Adam steps on the mean C&W loss of ``settings.shares`` fresh random shares per step. The
     file records each entry's pass rate on ``validate_shares`` fresh shares.
+
+    A *portable* bank (issue 36): ``ensemble`` adds classifiers of the same task whose C&W losses
+    are averaged with the crafting classifier's, and ``cloud`` draws a random cloud transform
+    (:mod:`ric_ext.cloud_eot`) for every chunk, so that the patterns carry over to models and
+    uploads the owner never sees. The file records the members' fingerprints and each one's pass
+    rates. Members must take the same images and have the same classes (ValueError naming the
+    member otherwise).
     """
 
     from .keys import hkdf_sha256
@@ -180,8 +229,10 @@ def train_bank(
 
     s = settings
     classifier = classifier.eval()
-    dev = next(iter(list(classifier.parameters()) + list(classifier.buffers())), torch.zeros(0)).device
+    dev = _device_of(classifier)
     shape = tuple(int(v) for v in shape)
+    check_ensemble(classifier, ensemble, shape)
+    ensemble = [m.eval() for m in ensemble]
     K = num_classes or _num_classes(classifier, shape, dev)
     levels = levels_of(base)
     n = K * s.entries
@@ -192,11 +243,25 @@ def train_bank(
     w = ops.keyed_uniform(seed_key, nonces.to(dev), shape, tanh_space=True).contiguous()
     gen = torch.Generator(device="cpu").manual_seed(s.seed)
     t0 = time.perf_counter()
-    z = _eot(classifier, w, labels, base, s, s.steps, gen, progress)
+    z = _eot(classifier, w, labels, base, s, s.steps, gen, progress, ensemble=ensemble, cloud=cloud)
     q = quantise(z, levels).cpu()
     rates = pass_rates(classifier, q, labels.cpu(), base, s.validate_shares, s.ct_margin, s.batch, seed=s.seed + 1)
     log(f"bank trained in {time.perf_counter() - t0:.0f} s; pass rate min {rates.min():.3f}, mean {rates.mean():.3f}")
+    portable = {}
+    if ensemble or cloud is not None:
+        fps = [fingerprint(m) for m in ensemble]
+        member_rates = {
+            fp: [round(float(r), 4) for r in pass_rates(m, q, labels.cpu(), base, s.validate_shares, s.ct_margin,
+                                                        s.batch, seed=s.seed + 1)]
+            for fp, m in zip(fps, ensemble)
+        }  # fmt: skip
+        portable = {
+            "ensemble": fps,
+            "cloud": cloud.__dict__.copy() if cloud else None,
+            "member_pass_rate": member_rates,
+        }
     meta = {
+        **portable,
         "settings": s.__dict__.copy(),
         "shape": list(shape),
         "pass_rate": [round(float(r), 4) for r in rates],
@@ -216,9 +281,13 @@ def _eot(
     steps: int,
     gen: torch.Generator,
     progress: bool,
+    *,
+    ensemble: Sequence[nn.Module] = (),
+    cloud: Optional[CloudTransforms] = None,
 ) -> torch.Tensor:
     """``steps`` Adam steps on tanh-space ``w`` (N, C, H, W) of the mean C&W loss over random shares
-    (``s.shares`` a step); returns z = (tanh(w) + 1) / 2."""
+    (``s.shares`` a step), and over the ``ensemble``'s members and random ``cloud`` transforms when
+    given; returns z = (tanh(w) + 1) / 2."""
     from tqdm import tqdm
 
     shape = tuple(w.shape[1:])
@@ -235,9 +304,17 @@ def _eot(
             hard = (quantise(zz.detach(), levels).to(torch.int64) * base + m).float() / 255.0
             with torch.enable_grad():
                 x = hard + scale * (zz - zz.detach())  # the actual bytes, straight-through to z
-                logits = classifier(fast_layout(x))
-                cw = ops.cw_margin(logits.float(), labels[sl].repeat_interleave(s.shares), s.kappa, targeted=True)
-                (g,) = torch.autograd.grad(s.c * cw.sum() / s.shares, zz)
+                bf16 = False
+                if cloud is not None:
+                    x, bf16 = transform(x, cloud, gen)
+                y = labels[sl].repeat_interleave(s.shares)
+                loss = None
+                for member in (classifier, *ensemble):
+                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                        logits = member(fast_layout(x))
+                    cw = ops.cw_margin(logits.float(), y, s.kappa, targeted=True).sum()
+                    loss = cw if loss is None else loss + cw
+                (g,) = torch.autograd.grad(s.c * loss / s.shares / (1 + len(ensemble)), zz)
             grad[sl] = g.reshape(-1, s.shares, *shape).sum(1)
         if s.decorrelate:
             grad += correlation_penalty_grad(z, s.decorrelate)
