@@ -156,6 +156,23 @@ def find(fingerprint: str, base: int, shape: Sequence[int]) -> Optional[str]:
     return None
 
 
+def find_portable(fingerprint: str, base: int, shape: Sequence[int], ensemble: Sequence[str] = ()) -> Optional[str]:
+    """A portable bank file of a classifier at this base and image shape, bundled, else cached: the one
+    trained over exactly ``ensemble`` (fingerprints) when given, else any (the first by name); None if none."""
+    for folder in (ASSET_DIR, cache_dir()):
+        if ensemble:
+            path = os.path.join(folder, file_name(fingerprint, base, shape, ensemble))
+            if os.path.isfile(path):
+                return path
+            continue
+        tail = file_name(fingerprint, base, shape)[16:]  # "_b{base}_{shape}.npz"
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        found = [n for n in names if n.startswith(fingerprint[:16] + "_p") and n.endswith(tail)]
+        if found:
+            return os.path.join(folder, found[0])
+    return None
+
+
 def _num_classes(classifier: nn.Module, shape: Sequence[int], device: torch.device) -> int:
     with torch.no_grad():
         return int(classifier(torch.zeros(1, *shape, device=device)).shape[1])

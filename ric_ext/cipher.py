@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -70,11 +70,16 @@ class Cipher:
         step_impl: how attack steps run (see :func:`ric_ext.nae_step.make_step`).
         base: the digit base: 4 NAE levels at 64 (docs/decisions.md).
         bank: where the attack starts: ``"auto"`` (the classifier's bundled or cached NAE bank,
-            trained on first use: :mod:`ric_ext.bank`), None (the keyed noise), an
+            trained on first use: :mod:`ric_ext.bank`), ``"portable"`` (its portable bank, trained
+            over ``ensemble``: :meth:`~ric_ext.engines.DigitsEngine.bank_for`), None (the keyed noise), an
             :class:`~ric_ext.bank.NAEBank` or a bank file.
         precision: the attack steps' precision: 'auto', 'fp32' or 'bf16'
             (:func:`ric_ext.nae_digits.resolve_precision`); the check is always float32.
         progress: show a progress bar when a bank has to be trained.
+        ensemble: other classifiers of the task (issue 36): each ciphertext must also be labelled
+            as intended by every one of them (checked in float32, with attack steps and nonce
+            retries; a warning names any that still disagrees), and ``bank="portable"`` trains
+            its portable bank over them on first use. Their fingerprints go in the header.
 
     The older positional form ``Cipher(model, classifier, key, nae, batch_size, micro_batch,
     step_impl, scheme, pad_a)`` still works for this release, with a DeprecationWarning that
@@ -389,7 +394,7 @@ class Cipher:
 
 # -- how each scheme is made from every scheme's options (Cipher.for_scheme) ----------------------
 def _digits(classifier, key, o: dict) -> Cipher:
-    names = ("nae", "batch_size", "step_impl", "base", "bank", "precision", "progress")
+    names = ("nae", "batch_size", "step_impl", "base", "bank", "precision", "progress", "ensemble")
     return Cipher(classifier, key, **{n: o[n] for n in names if n in o})
 
 
@@ -418,6 +423,7 @@ def _new_form(
     bank: Union[str, NAEBank, None] = "auto",
     precision: str = "auto",
     progress: bool = True,
+    ensemble: Sequence[nn.Module] = (),
 ) -> None: ...
 
 

@@ -25,7 +25,7 @@ first check with no step at all) or the keyed noise z0 (``keyed_uniform``) as be
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, List, NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
@@ -104,6 +104,21 @@ def _tf32(device: torch.device) -> Iterator[None]:
         _set_fp32_precision(prev)
 
 
+def _summed(steps: list):
+    """One step over several classifiers: the worst C&W loss per row (so that -cw is the smallest
+    margin, which picks the rows to check) and the sum of their gradients."""
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple:
+        outs = [s(x, y) for s in steps]
+        cw = torch.stack([o[0] for o in outs]).amax(0)
+        grad = outs[0][1].clone()
+        for o in outs[1:]:
+            grad += o[1]
+        return cw, grad
+
+    return step
+
+
 class DigitResult(NamedTuple):
     pixels: torch.Tensor  #: (B, C, H, W) uint8 ciphertexts
     steps: torch.Tensor  #: (B,) int64 on the CPU: Adam updates each took (0: passed from the start)
@@ -122,6 +137,8 @@ class DigitAttack:
             The check always runs in float32.
         step_impl: as :func:`ric_ext.nae_step.make_step` ('auto': CUDA graphs on CUDA, eager on CPU).
         chunk: rows per classifier call (None: ``CHUNK_CPU`` or ``CHUNK_CUDA`` by device).
+        members: other classifiers of the task (a portable bank's ensemble, issue 36): the check
+            then asks every one of them too, and a step's gradient is the sum of theirs.
     """
 
     def __init__(
@@ -132,6 +149,7 @@ class DigitAttack:
         precision: str = "auto",
         step_impl: str = "auto",
         chunk: Optional[int] = None,
+        members: Sequence[nn.Module] = (),
     ):
         if not isinstance(config, NAEConfig):
             raise TypeError(f"config must be an NAEConfig, got {type(config).__name__}")
@@ -144,6 +162,7 @@ class DigitAttack:
         if not 3 <= base <= 128:
             raise ValueError(f"base must be in [3, 128] (the NAE digit needs two levels at least), got {base}")
         self.classifier = classifier.eval()
+        self.members: List[nn.Module] = [m.eval() for m in members]
         self.config, self.base, self.levels = config, int(base), levels_of(base)
         self.precision_arg, self.step_impl = precision, step_impl
         self.chunk_arg = check_micro_batch(chunk)
@@ -169,28 +188,52 @@ class DigitAttack:
     def _step(self):
         key = (str(self.device), self.precision, self.chunk)
         if key not in self._steps:
-            net = _Autocast(self.classifier) if self.precision == "bf16" else self.classifier
             cfg = self.config
-            self._steps[key] = make_step(
-                self.step_impl, net, self.device, cfg.c, cfg.attack_kappa, "native", self.chunk
-            )
+            steps = [
+                make_step(
+                    self.step_impl,
+                    _Autocast(net) if self.precision == "bf16" else net,
+                    self.device,
+                    cfg.c,
+                    cfg.attack_kappa,
+                    "native",
+                    self.chunk,
+                )
+                for net in (self.classifier, *self.members)
+            ]
+            self._steps[key] = steps[0] if len(steps) == 1 else _summed(steps)
         return self._steps[key]
 
     @torch.no_grad()
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """The classifier's float32 logits of (B, C, H, W) images (uint8, or float in [0, 1]), in chunks."""
+    def logits(self, images: torch.Tensor, net: Optional[nn.Module] = None) -> torch.Tensor:
+        """The float32 logits of the classifier (or ``net``) on (B, C, H, W) images (uint8, or float in
+        [0, 1]), in chunks."""
+        net = net or self.classifier
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        return run_chunked(lambda p: self.classifier(fast_layout(p)).float(), (x,), self.chunk)
+        return run_chunked(lambda p: net(fast_layout(p)).float(), (x,), self.chunk)
 
-    def margins(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The classifier's float32 margin f_y - max_{j != y} f_j on uint8 ``pixels``: the check."""
+    def margins(self, pixels: torch.Tensor, labels: torch.Tensor, net: Optional[nn.Module] = None) -> torch.Tensor:
+        """The classifier's (or ``net``'s) float32 margin f_y - max_{j != y} f_j on uint8 ``pixels``."""
         if pixels.shape[0] == 0:
             return torch.zeros(0, device=pixels.device)
-        return ops.margin(self.logits(pixels), labels)
+        return ops.margin(self.logits(pixels, net), labels)
 
     def check(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(B,) bool: the bytes are labelled y with margin >= ct_margin in float32."""
-        return self.margins(pixels, labels) >= self.config.ct_margin
+        """(B,) bool: the bytes are labelled y with margin >= ct_margin in float32 (by every member too)."""
+        ok = self.margins(pixels, labels) >= self.config.ct_margin
+        for net in self.members:
+            ok &= self.margins(pixels, labels, net) >= self.config.ct_margin
+        return ok
+
+    def failing(self, pixels: torch.Tensor, labels: torch.Tensor) -> List[tuple]:
+        """(who, image indices) for each classifier that does not label the bytes y with margin
+        ct_margin: who is -1 for the crafting classifier, i for members[i]."""
+        out = []
+        for who, net in enumerate((self.classifier, *self.members), start=-1):
+            bad = (self.margins(pixels, labels, net) < self.config.ct_margin).nonzero().flatten()
+            if bad.numel():
+                out.append((who, bad.tolist()))
+        return out
 
     def run(self, m: torch.Tensor, labels: torch.Tensor, q0: torch.Tensor) -> DigitResult:
         """Ciphertexts for shares ``m`` ((B, C, H, W) uint8 < base), ``labels`` (B,) and start digits

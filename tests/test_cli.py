@@ -523,3 +523,35 @@ def test_missing_extras_are_named_not_tracebacks(tmp_path):
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert p.returncode == 2 and what in p.stderr and 'pip install "ric_ext[serve]"' in p.stderr, p.stderr
         assert "Traceback" not in p.stderr
+
+
+def test_portable_encryption_on_the_command_line(workspace, tmp_path, monkeypatch):
+    # --ensemble names classifiers that must also label every ciphertext as intended; --portable
+    # starts from a portable bank (trained over them on first use, in RIC_HOME). A member of another
+    # input size is refused by name before anything is written.
+    monkeypatch.setenv("RIC_HOME", str(tmp_path / "home"))
+    d = workspace
+    _run("keygen", "--out", tmp_path / "k.json")
+    key = ["--key", tmp_path / "k.json", "--no-progress"]
+    p = _run("encrypt", "--input", d / "plain", "--output", tmp_path / "bad", *key, "--ensemble", "lfw", ok=False)
+    assert p.returncode == 2 and "'lfw'" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "bad").exists()
+    # a portable bank "over svhn" in the cache: a copy of the bundled one, so that nothing is trained here
+    # (tests/test_portable_bank.py trains them)
+    import shutil
+
+    from ric_ext import bank
+    from ric_ext.models import fingerprint, load_classifier
+
+    fp = fingerprint(load_classifier("svhn", MODELS))
+    (tmp_path / "home" / "banks").mkdir(parents=True)
+    shutil.copy(bank.find(fp, 64, (3, 32, 32)), tmp_path / "home" / "banks" / bank.file_name(fp, 64, (3, 32, 32), [fp]))
+    _run("encrypt", "--input", d / "plain", "--output", tmp_path / "ct", *key, "--portable", "--ensemble", "svhn")
+    with Image.open(tmp_path / "ct" / "img0.png") as im:
+        header = json.loads(im.text["ric-ext"])
+    assert len(header["ensemble"]) == 1 and header["ensemble"][0] == header["classifier"]
+    assert len(os.listdir(tmp_path / "home" / "banks")) == 1  # found, not trained
+    _run("decrypt", "--input", tmp_path / "ct", "--output", tmp_path / "back", *key)
+    for i in range(3):
+        with Image.open(d / "plain" / f"img{i}.png") as a, Image.open(tmp_path / "back" / f"img{i}.png") as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))

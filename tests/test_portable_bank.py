@@ -120,3 +120,45 @@ def test_cloud_transforms_keep_shape_range_and_gradient():
     assert (jpeg_bytes(x.detach(), 10) - x.detach()).abs().max() > 0.05
     with pytest.raises(ValueError, match="JPEG qualities"):
         CloudTransforms(jpeg_min=96, jpeg_max=95)
+
+
+def test_encryption_checks_every_member_and_caches_the_portable_bank(three_classifiers, tmp_path, monkeypatch):
+    import os
+    import warnings
+
+    from ric_ext.bank import cache_dir
+    from ric_ext.models import fingerprint
+
+    monkeypatch.setenv("RIC_HOME", str(tmp_path))
+    cnn, mlp, _ = three_classifiers
+    x, _ = _task(40, torch.Generator().manual_seed(6))
+    key = Key.generate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no image may stay mislabelled by any member
+        ct = Cipher(cnn, key, bank="portable", ensemble=[mlp], progress=False).encrypt(x)
+    assert ct.header["ensemble"] == [fingerprint(mlp)]
+    for net in (cnn, mlp):
+        with torch.no_grad():
+            assert torch.equal(net(ct.as_float()).argmax(1), ct.labels)
+    cached = os.listdir(cache_dir())
+    assert len(cached) == 1 and "_p" in cached[0]  # trained on first use, cached under its ensemble's tag
+    again = Cipher(cnn, key, bank="portable")  # no ensemble: any portable bank of the classifier
+    assert torch.equal(again.bank_for(SHAPE).q, Cipher(cnn, key, bank="portable", ensemble=[mlp]).bank_for(SHAPE).q)
+    assert os.listdir(cache_dir()) == cached  # loaded, not trained again
+    # the header's ensemble does not stand in decryption's way: the key alone, as the owner's own cipher
+    assert torch.equal(Cipher.from_ciphertext(ct, key).decrypt_uint8(ct)[0], again.decrypt_uint8(ct)[0])
+    with pytest.raises(ValueError, match="no portable NAE bank"):
+        Cipher(mlp, key, bank="portable").bank_for(SHAPE)
+
+
+def test_a_member_that_still_disagrees_is_named(three_classifiers):
+    from ric_ext import NAEConfig
+
+    cnn = three_classifiers[0]
+    odd = _train(nn.Sequential(nn.Flatten(), nn.Linear(192, 32), nn.ReLU(), nn.Linear(32, 3)), 2, relabel=1)
+    x, _ = _task(8, torch.Generator().manual_seed(7))
+    cipher = Cipher(cnn, Key.generate(), ensemble=[odd], bank=None, nae=NAEConfig(lr=0.2, steps=1))
+    with pytest.warns(UserWarning, match=r"not labelled as their plaintexts.*(ensemble member 0|crafting)"):
+        cipher.encrypt(x)
+    with pytest.raises(ValueError, match="needs the crafting classifier"):
+        Cipher(None, Key.generate(), ensemble=[odd])

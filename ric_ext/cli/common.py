@@ -127,8 +127,35 @@ def first_header(args: argparse.Namespace) -> dict:
 
 
 def bank_of(args: argparse.Namespace):
-    """--bank: 'auto', 'none' (None) or a file."""
+    """--bank: 'auto', 'none' (None) or a file; --portable: 'portable'."""
+    if getattr(args, "portable", False):
+        return "portable"
     return None if args.bank == "none" else args.bank
+
+
+def ensemble_of(args: argparse.Namespace, classifier) -> list:
+    """--ensemble NAME,NAME,...: the members, each checked against the crafting classifier (input size,
+    channels and classes) before anything is read or written; ValueError names a member that differs."""
+    from ..bank import check_ensemble
+    from ..models.registry import load_classifier
+
+    names = [n.strip() for n in (getattr(args, "ensemble", None) or "").split(",") if n.strip()]
+    members = [load_classifier(n, args.models).to(device_of(args.device)) for n in names]
+    size = getattr(classifier, "input_size", None)
+    for n, m in zip(names, members):
+        if getattr(m, "input_size", None) not in (None, size) and size is not None:
+            raise ValueError(f"--ensemble member {n!r} takes {m.input_size}px images; the classifier takes {size}px")
+        if getattr(m, "channels", 3) != getattr(classifier, "channels", 3):
+            raise ValueError(
+                f"--ensemble member {n!r} takes {m.channels} channels; the classifier takes {classifier.channels}"
+            )
+    if members and size is not None:
+        shape = (getattr(classifier, "channels", 3), size, size)
+        try:
+            check_ensemble(classifier, members, shape)
+        except ValueError as exc:
+            raise ValueError(f"--ensemble: {exc}") from None
+    return members
 
 
 def cipher_of(args: argparse.Namespace):
@@ -156,6 +183,7 @@ def cipher_of(args: argparse.Namespace):
         bank=bank_of(args),
         precision=args.precision,
         progress=not args.no_progress,
+        ensemble=ensemble_of(args, clf),
     )
 
 
@@ -261,6 +289,19 @@ def add_digits_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="digits scheme: where each image's attack starts: auto (the classifier's bundled NAE bank, or one "
         "trained and cached in RIC_HOME on first use), none (the keyed noise), or a bank file (default: %(default)s)",
+    )
+    p.add_argument(
+        "--portable",
+        action="store_true",
+        help="digits scheme: start from the classifier's portable NAE bank (issue 36: trained over other "
+        "classifiers of the task and what a cloud does to uploads), trained over --ensemble on first use",
+    )
+    p.add_argument(
+        "--ensemble",
+        default=None,
+        metavar="NAME,NAME,...",
+        help="digits scheme: other classifiers of the task (names as --classifier) that must also label every "
+        "ciphertext as intended; their fingerprints go in the header",
     )
     p.add_argument(
         "--precision",

@@ -17,6 +17,7 @@ from .common import (
     bank_of,
     cipher_of,
     classifier_of,
+    ensemble_of,
     file_reporter,
     nae_of,
     nonce_seed_of,
@@ -77,6 +78,7 @@ def _cmd_reencrypt(args: argparse.Namespace) -> int:
         bank=bank_of(args),
         precision=args.precision,
         progress=not args.no_progress,
+        ensemble=ensemble_of(args, clf),
     )
 
     def report(path: str, lossless: bool, replayed_format: Optional[int]) -> None:

@@ -11,7 +11,8 @@ classifier, no float that could differ between machines.
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+import warnings
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ class DigitsEngine(Engine):
         bank: Union[str, NAEBank, None] = "auto",
         precision: str = "auto",
         progress: bool = True,
+        ensemble: Sequence[nn.Module] = (),
         device: Union[str, torch.device] = "cpu",
     ):
         if bank is not None and not isinstance(bank, (str, NAEBank)):
@@ -64,9 +66,14 @@ class DigitsEngine(Engine):
         self.bank_spec, self.progress = bank, progress
         self._banks: dict = {}
         self._device = torch.device(device)  # a decrypt-only engine's: where the digit unpad runs
+        self.ensemble = [check_classifier(m) for m in ensemble]
+        if self.ensemble and self.classifier is None:
+            raise ValueError("an ensemble is checked at encryption: it needs the crafting classifier too")
         self.attack: Optional[DigitAttack] = None
         if self.classifier is not None:
-            self.attack = DigitAttack(self.classifier, self.nae_config, base, precision, step_impl)
+            self.attack = DigitAttack(
+                self.classifier, self.nae_config, base, precision, step_impl, members=self.ensemble
+            )
 
     @classmethod
     def from_header(cls, header: dict, *, device: Union[str, torch.device], batch_size: int, **_) -> DigitsEngine:
@@ -96,6 +103,8 @@ class DigitsEngine(Engine):
         name = classifier_name(clf)
         if name is not None:
             h["classifier_name"] = name
+        if self.ensemble:  # every one of them labelled each ciphertext as intended when it was made
+            h["ensemble"] = [fingerprint(m) for m in self.ensemble]
         h["key_id"] = key.key_id
         return h
 
@@ -115,6 +124,9 @@ class DigitsEngine(Engine):
 
         ``bank="auto"`` takes the classifier's bundled or cached bank, and trains and caches one
         (``$RIC_HOME/banks``, with a progress bar) the first time a classifier has none.
+        ``bank="portable"`` takes its bundled or cached portable bank (issue 36): the one for this
+        cipher's ``ensemble`` when it has one, trained over it on first use, else any portable bank
+        of the classifier.
         """
         from .. import bank as bank_mod
 
@@ -128,6 +140,8 @@ class DigitsEngine(Engine):
         spec = self.bank_spec
         if isinstance(spec, NAEBank):
             b = spec
+        elif spec == "portable":
+            b = self._portable_bank(clf, fp, base, shape)
         elif spec != "auto":
             b = NAEBank.load(spec)
         else:
@@ -148,6 +162,28 @@ class DigitsEngine(Engine):
                 f"encrypts {shape} images at base {base} for classifier {fp[:16]}..."
             )
         self._banks[shape] = b
+        return b
+
+    def _portable_bank(self, clf: nn.Module, fp: str, base: int, shape: tuple) -> NAEBank:
+        from .. import bank as bank_mod
+        from ..cloud_eot import CloudTransforms
+
+        members = [fingerprint(m) for m in self.ensemble]
+        path = bank_mod.find_portable(fp, base, shape, members)
+        if path is not None:
+            return NAEBank.load(path)
+        if not members:
+            raise ValueError(
+                f"no portable NAE bank for classifier {fp[:16]}... at base {base}, images {shape}: give the cipher "
+                "an ensemble (other classifiers of the task) to train one"
+            )
+        cloud = CloudTransforms()
+        b = bank_mod.train_bank(clf, shape, base, ensemble=self.ensemble, cloud=cloud, progress=self.progress)
+        path = os.path.join(bank_mod.cache_dir(), bank_mod.file_name(fp, base, shape, members))
+        try:
+            b.save(path)
+        except FileExistsError:  # another process cached one meanwhile: everyone uses that one
+            b = NAEBank.load(path)
         return b
 
     def starts(self, labels: torch.Tensor, nonces: torch.Tensor, shape: tuple, key: Key) -> torch.Tensor:
@@ -185,8 +221,23 @@ class DigitsEngine(Engine):
                 res = self.attack.run(m.to(dev), labels[r].to(dev), q0.to(dev))
                 pix[r], steps[r], passed[r] = res.pixels.cpu(), res.steps, res.passed
                 lossless[r.numpy()], recovered[r.numpy()] = ll, rec
+        if not bool(passed.all()):
+            self._warn_failed(pix[~passed], labels[~passed], (~passed).nonzero().flatten().tolist())
         digests = DigitScheme.digests(key, nonces, recovered, lossless, pix)
         return Ciphertext(pix, nonces.cpu(), labels, self.header(key), steps, digests, torch.from_numpy(lossless))
+
+    def _warn_failed(self, pixels: torch.Tensor, labels: torch.Tensor, rows: list) -> None:
+        """Say which classifier still mislabels which images after every retry (rare: each got fresh nonces)."""
+        names = ["the crafting classifier"] + [f"ensemble member {i}" for i in range(len(self.ensemble))]
+        who = [
+            f"{names[w + 1]} (images {[rows[i] for i in idx]})"
+            for w, idx in self.attack.failing(pixels.to(self.device), labels.to(self.device))
+        ]
+        warnings.warn(
+            f"{len(rows)} ciphertext(s) are not labelled as their plaintexts after the attack's step bound and "
+            "the nonce retries: " + "; ".join(who or ["(none on a second look)"]),
+            stacklevel=4,
+        )
 
     # -- decryption ----------------------------------------------------------------------
     def check_header(self, header: dict, ct: Optional[Ciphertext]) -> NAEConfig:
