@@ -236,7 +236,7 @@ class DigitsEngine(Engine):
         warnings.warn(
             f"{len(rows)} ciphertext(s) are not labelled as their plaintexts after the attack's step bound and "
             "the nonce retries: " + "; ".join(who or ["(none on a second look)"]),
-            stacklevel=4,
+            stacklevel=5,  # _warn_failed, engine.encrypt, Cipher.encrypt, its no_grad wrapper, the caller
         )
 
     # -- decryption ----------------------------------------------------------------------
