@@ -83,7 +83,13 @@ class NAEBank:
 
     @property
     def num_labels(self) -> int:
-        return self.q.shape[0]
+        """The classifier's classes (a lazy bank holds only some of them: :attr:`labels`)."""
+        return int(self.meta.get("num_classes", self.q.shape[0]))
+
+    @property
+    def labels(self) -> list:
+        """The labels whose entries this bank holds, in the order of ``q``'s first axis."""
+        return list(self.meta["labels"]) if "labels" in self.meta else list(range(self.q.shape[0]))
 
     @property
     def entries(self) -> int:
@@ -104,12 +110,17 @@ class NAEBank:
         labels = labels.to(torch.int64).cpu()
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_labels):
             raise ValueError(f"labels must be in [0, {self.num_labels}) for this bank")
+        row = torch.full((self.num_labels,), -1, dtype=torch.int64)
+        row[torch.tensor(self.labels, dtype=torch.int64)] = torch.arange(len(self.labels))
+        rows = row[labels]
+        if bool((rows < 0).any()):
+            raise ValueError(f"labels {sorted(set(labels[rows < 0].tolist()))} are not trained in this (lazy) bank yet")
         if self.entries == 1:
             j = torch.zeros_like(labels)
         else:
             zeros = torch.zeros(labels.shape[0], 1, dtype=torch.uint8)
             j = ops.keyed_digit_pad(zeros, bank_key, nonces.cpu(), self.entries)[:, 0].to(torch.int64)
-        return self.q[labels, j]
+        return self.q[rows, j]
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path: PathLike, *, overwrite: bool = False) -> None:
@@ -127,7 +138,7 @@ class NAEBank:
             if meta.get("format") != FORMAT or meta.get("version") != 1 or q.dim() != 5:
                 raise ValueError("not a bank file")
             base = int(meta["base"])
-            if int(q.max()) >= levels_of(base):
+            if q.numel() and int(q.max()) >= levels_of(base):
                 raise ValueError("digits out of range")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} is not a ric_ext NAE bank ({exc})") from None

@@ -129,6 +129,7 @@ class DigitsEngine(Engine):
         of the classifier.
         """
         from .. import bank as bank_mod
+        from .. import bank_lazy
 
         shape = tuple(int(s) for s in shape)
         if self.bank_spec is None:
@@ -146,8 +147,11 @@ class DigitsEngine(Engine):
             b = NAEBank.load(spec)
         else:
             path = bank_mod.find(fp, base, shape)
+            num_classes = None if path is not None else bank_mod._num_classes(clf, shape, self.device)
             if path is not None:
                 b = NAEBank.load(path)
+            elif num_classes > bank_lazy.LAZY_FROM:  # many classes: a label's entries when it first appears
+                b = bank_lazy.empty(fp, base, shape, num_classes, bank_mod.BankSettings())
             else:
                 b = bank_mod.train_bank(clf, shape, base, progress=self.progress)
                 b = bank_mod.refine_failing(b, clf)  # a pattern that fails costs every image that starts there
@@ -186,9 +190,24 @@ class DigitsEngine(Engine):
             b = NAEBank.load(path)
         return b
 
+    def _fill(self, b: NAEBank, labels: torch.Tensor, shape: tuple) -> NAEBank:
+        """The lazy bank ``b`` with ``labels`` trained, merged with what the cache file holds now (another
+        process may have added labels; a label's entries are the same whoever trained them), saved back."""
+        from .. import bank as bank_mod
+        from .. import bank_lazy
+
+        path = os.path.join(bank_mod.cache_dir(), bank_mod.file_name(b.classifier, b.base, shape))
+        cached = NAEBank.load(path) if os.path.isfile(path) else None
+        b = bank_lazy.filled(b, need_classifier(self.classifier), labels.tolist(), others=cached)
+        b.save(path, overwrite=True)  # our cache, replaced atomically; it only ever gains labels
+        self._banks[tuple(shape)] = b
+        return b
+
     def starts(self, labels: torch.Tensor, nonces: torch.Tensor, shape: tuple, key: Key) -> torch.Tensor:
         """(B, C, H, W) uint8: where each image's attack starts, its bank entry or its keyed noise."""
         b = self.bank_for(shape)
+        if b is not None and b.meta.get("lazy") and not set(labels.tolist()) <= set(b.labels):
+            b = self._fill(b, labels, shape)
         if b is not None:
             return b.starts(labels, nonces, key.bank_key)
         z0 = ops.keyed_uniform(key.noise_key, nonces, shape)
