@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -412,21 +412,6 @@ _MAKERS = {"digits": _digits, "pad": _pad, "paper": _paper}
 
 
 # -- the deprecated positional form ----------------------------------------------------------------
-def _new_form(
-    classifier: Optional[nn.Module],
-    key: Key,
-    *,
-    nae: Optional[NAEConfig] = None,
-    batch_size: int = 256,
-    step_impl: str = "auto",
-    base: int = DIGITS_BASE,
-    bank: Union[str, NAEBank, None] = "auto",
-    precision: str = "auto",
-    progress: bool = True,
-    ensemble: Sequence[nn.Module] = (),
-) -> None: ...
-
-
 def _old_form(
     model: Optional[RIC],
     classifier: Optional[nn.Module],
@@ -445,7 +430,13 @@ def _old_form(
 ) -> None: ...
 
 
-_NEW_FORM = inspect.signature(_new_form)
+_P = inspect.Parameter
+#: the new form: the classifier and the key, then the digits engine's own options (one list: DigitsEngine's)
+_NEW_FORM = inspect.Signature(
+    [_P("classifier", _P.POSITIONAL_OR_KEYWORD), _P("key", _P.POSITIONAL_OR_KEYWORD)]
+    + [p for n, p in inspect.signature(DigitsEngine.__init__).parameters.items() if p.kind == _P.KEYWORD_ONLY
+       and n != "device"]
+)  # fmt: skip
 _OLD_FORM = inspect.signature(_old_form)
 Cipher.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *_NEW_FORM.parameters.values()]

@@ -67,6 +67,7 @@ class DigitsEngine(Engine):
         self._banks: dict = {}
         self._device = torch.device(device)  # a decrypt-only engine's: where the digit unpad runs
         self.ensemble = [check_classifier(m) for m in ensemble]
+        self._ensemble_fps = [fingerprint(m) for m in self.ensemble]  # members are never modified: once
         if self.ensemble and self.classifier is None:
             raise ValueError("an ensemble is checked at encryption: it needs the crafting classifier too")
         self.attack: Optional[DigitAttack] = None
@@ -104,7 +105,7 @@ class DigitsEngine(Engine):
         if name is not None:
             h["classifier_name"] = name
         if self.ensemble:  # every one of them labelled each ciphertext as intended when it was made
-            h["ensemble"] = [fingerprint(m) for m in self.ensemble]
+            h["ensemble"] = list(self._ensemble_fps)
         h["key_id"] = key.key_id
         return h
 
@@ -172,7 +173,7 @@ class DigitsEngine(Engine):
         from .. import bank as bank_mod
         from ..cloud_eot import CloudTransforms
 
-        members = [fingerprint(m) for m in self.ensemble]
+        members = self._ensemble_fps
         path = bank_mod.find_portable(fp, base, shape, members)
         if path is not None:
             return NAEBank.load(path)
