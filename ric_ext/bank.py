@@ -64,17 +64,36 @@ class BankSettings:
     validate_shares: int = opt(64, "fresh random shares per entry for the recorded pass rate")
     ct_margin: float = opt(1.0, "the ciphertext check's margin (as NAEConfig.ct_margin) for the pass rate")
     batch: int = opt(512, "images per forward/backward")
+    scale: int = opt(
+        1,
+        "patterns live at 1/scale of the image's height and width and are upsampled (nearest) to it: "
+        "lower frequencies, a bank scale^2 times smaller (the image's sides must divide by it)",
+    )
 
     def __post_init__(self) -> None:
-        for name in ("entries", "steps", "shares", "validate_shares", "batch"):
+        for name in ("entries", "steps", "shares", "validate_shares", "batch", "scale"):
             check_int(name, getattr(self, name), 1)
         if not self.lr > 0 or not self.c > 0 or not self.kappa >= 0:
             raise ValueError("bank lr and c must be > 0 and kappa >= 0")
 
 
+def upsample(q: torch.Tensor, scale: int) -> torch.Tensor:
+    """``q`` (..., h, w) repeated ``scale`` times along both sides (nearest): (..., h*scale, w*scale)."""
+    return q if scale == 1 else q.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+
+
+def pattern_shape(shape: Sequence[int], scale: int) -> Tuple[int, int, int]:
+    """The (C, h, w) a pattern lives at for (C, H, W) images at ``scale`` (ValueError if it does not divide)."""
+    C, H, W = (int(v) for v in shape)
+    if H % scale or W % scale:
+        raise ValueError(f"bank scale {scale} must divide the image's height and width, got {H}x{W}")
+    return (C, H // scale, W // scale)
+
+
 @dataclass
 class NAEBank:
-    """The bank of one classifier at one base: ``q`` is (labels, entries, C, H, W) uint8."""
+    """The bank of one classifier at one base: ``q`` is (labels, entries, C, h, w) uint8, the patterns
+    at 1/``scale`` of the image's sides (:attr:`shape` is the image's)."""
 
     q: torch.Tensor
     base: int
@@ -96,8 +115,14 @@ class NAEBank:
         return self.q.shape[1]
 
     @property
+    def scale(self) -> int:
+        return int(self.meta.get("scale", 1))
+
+    @property
     def shape(self) -> Tuple[int, int, int]:
-        return tuple(self.q.shape[2:])
+        """The (C, H, W) of the images this bank's patterns start."""
+        C, h, w = self.q.shape[2:]
+        return (int(C), int(h) * self.scale, int(w) * self.scale)
 
     def __repr__(self) -> str:
         return (
@@ -120,12 +145,14 @@ class NAEBank:
         else:
             zeros = torch.zeros(labels.shape[0], 1, dtype=torch.uint8)
             j = ops.keyed_digit_pad(zeros, bank_key, nonces.cpu(), self.entries)[:, 0].to(torch.int64)
-        return self.q[rows, j]
+        return upsample(self.q[rows, j], self.scale)
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path: PathLike, *, overwrite: bool = False) -> None:
         buf = io.BytesIO()
-        meta = dict(self.meta, format=FORMAT, version=1, base=self.base, classifier=self.classifier)
+        # version 2: patterns at reduced resolution, which a version-1 reader would misread as smaller images
+        version = 2 if self.scale > 1 else 1
+        meta = dict(self.meta, format=FORMAT, version=version, base=self.base, classifier=self.classifier)
         np.savez_compressed(buf, q=self.q.numpy(), meta=np.array(json.dumps(meta, sort_keys=True)))
         atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
 
@@ -135,14 +162,21 @@ class NAEBank:
             with np.load(os.fspath(path), allow_pickle=False) as d:
                 meta = json.loads(str(d["meta"]))
                 q = torch.from_numpy(np.array(d["q"], dtype=np.uint8))
-            if meta.get("format") != FORMAT or meta.get("version") != 1 or q.dim() != 5:
+            if meta.get("format") != FORMAT or meta.get("version") not in (1, 2) or q.dim() != 5:
                 raise ValueError("not a bank file")
+            scale = int(meta.get("scale", 1))
+            if scale < 1 or (meta["version"] == 1) != (scale == 1):
+                raise ValueError(f"scale {scale} in a version-{meta['version']} file")
             base = int(meta["base"])
             if q.numel() and int(q.max()) >= levels_of(base):
                 raise ValueError("digits out of range")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} is not a ric_ext NAE bank ({exc})") from None
-        return cls(q, base, str(meta["classifier"]), meta)
+        bank = cls(q, base, str(meta["classifier"]), meta)
+        if "shape" in meta and list(bank.shape) != list(meta["shape"]):
+            raise ValueError(f"{path} is not a ric_ext NAE bank (patterns {tuple(q.shape[2:])} at scale {scale} "
+                             f"do not make its images {tuple(meta['shape'])})")  # fmt: skip
+        return bank
 
 
 def file_name(fingerprint: str, base: int, shape: Sequence[int], ensemble: Sequence[str] = ()) -> str:
@@ -268,28 +302,25 @@ def train_bank(
     seed_key = hkdf_sha256(s.seed.to_bytes(8, "big"), b"ric-ext nae bank start")
     nonces = torch.zeros(n, 12, dtype=torch.uint8)
     nonces[:, :8] = torch.tensor([list(i.to_bytes(8, "big")) for i in range(n)], dtype=torch.uint8)
-    w = ops.keyed_uniform(seed_key, nonces.to(dev), shape, tanh_space=True).contiguous()
+    low = pattern_shape(shape, s.scale)
+    w = ops.keyed_uniform(seed_key, nonces.to(dev), low, tanh_space=True).contiguous()
     gen = torch.Generator(device="cpu").manual_seed(s.seed)
     t0 = time.perf_counter()
     z = _eot(classifier, w, labels, base, s, s.steps, gen, progress, ensemble=ensemble, cloud=cloud)
-    q = quantise(z, levels).cpu()
+    q_low = quantise(z, levels).cpu()
+    q = upsample(q_low, s.scale)
     rates = pass_rates(classifier, q, labels.cpu(), base, s.validate_shares, s.ct_margin, s.batch, seed=s.seed + 1)
     log(f"bank trained in {time.perf_counter() - t0:.0f} s; pass rate min {rates.min():.3f}, mean {rates.mean():.3f}")
     portable = {}
     if ensemble or cloud is not None:
-        fps = [fingerprint(m) for m in ensemble]
-        member_rates = {
-            fp: [round(float(r), 4) for r in pass_rates(m, q, labels.cpu(), base, s.validate_shares, s.ct_margin,
-                                                        s.batch, seed=s.seed + 1)]
-            for fp, m in zip(fps, ensemble)
-        }  # fmt: skip
         portable = {
-            "ensemble": fps,
+            "ensemble": [fingerprint(m) for m in ensemble],
             "cloud": cloud.__dict__.copy() if cloud else None,
-            "member_pass_rate": member_rates,
+            "member_pass_rate": _member_rates(ensemble, q, labels.cpu(), base, s),
         }
     meta = {
         **portable,
+        **({"scale": s.scale} if s.scale > 1 else {}),
         "settings": s.__dict__.copy(),
         "shape": list(shape),
         "pass_rate": [round(float(r), 4) for r in rates],
@@ -297,7 +328,19 @@ def train_bank(
         "device": str(dev),
         "created": time.strftime("%Y-%m-%d"),
     }
-    return NAEBank(q.reshape(K, s.entries, *shape), base, fingerprint(classifier), meta)
+    return NAEBank(q_low.reshape(K, s.entries, *low), base, fingerprint(classifier), meta)
+
+
+def _member_rates(ensemble: Sequence[nn.Module], q: torch.Tensor, labels: torch.Tensor, base: int,
+                  s: BankSettings) -> dict:  # fmt: skip
+    """Each ensemble member's pass rate per pattern (fingerprint -> list), as the crafting classifier's."""
+    from .models.classifiers import fingerprint
+
+    return {
+        fingerprint(m): [round(float(r), 4) for r in pass_rates(m, q, labels, base, s.validate_shares, s.ct_margin,
+                                                                s.batch, seed=s.seed + 1)]
+        for m in ensemble
+    }  # fmt: skip
 
 
 def _eot(
@@ -313,9 +356,9 @@ def _eot(
     ensemble: Sequence[nn.Module] = (),
     cloud: Optional[CloudTransforms] = None,
 ) -> torch.Tensor:
-    """``steps`` Adam steps on tanh-space ``w`` (N, C, H, W) of the mean C&W loss over random shares
+    """``steps`` Adam steps on tanh-space ``w`` (N, C, h, w) of the mean C&W loss over random shares
     (``s.shares`` a step), and over the ``ensemble``'s members and random ``cloud`` transforms when
-    given; returns z = (tanh(w) + 1) / 2."""
+    given; returns z = (tanh(w) + 1) / 2, the patterns at 1/``s.scale`` of the images' sides."""
     from tqdm import tqdm
 
     shape = tuple(w.shape[1:])
@@ -328,10 +371,11 @@ def _eot(
         grad = torch.zeros_like(z)
         for sl in batch_slices(n, max(s.batch // s.shares, 1)):
             zz = z[sl].repeat_interleave(s.shares, 0).requires_grad_(True)
-            m = torch.randint(0, base, zz.shape, generator=gen, dtype=torch.int64).to(dev)
-            hard = (quantise(zz.detach(), levels).to(torch.int64) * base + m).float() / 255.0
             with torch.enable_grad():
-                x = hard + scale * (zz - zz.detach())  # the actual bytes, straight-through to z
+                zu = upsample(zz, s.scale)
+                m = torch.randint(0, base, zu.shape, generator=gen, dtype=torch.int64).to(dev)
+                hard = (quantise(zu.detach(), levels).to(torch.int64) * base + m).float() / 255.0
+                x = hard + scale * (zu - zu.detach())  # the actual bytes, straight-through to z
                 bf16 = False
                 if cloud is not None:
                     x, bf16 = transform(x, cloud, gen)
@@ -345,7 +389,7 @@ def _eot(
                 (g,) = torch.autograd.grad(s.c * loss / s.shares / (1 + len(ensemble)), zz)
             grad[sl] = g.reshape(-1, s.shares, *shape).sum(1)
         if s.decorrelate:
-            grad += correlation_penalty_grad(z, s.decorrelate)
+            grad += correlation_penalty_grad(z, s.decorrelate, s.scale)
         z = ops.adam_tanh_step_(w, mom, vel, grad.contiguous(), t + 1, lr=s.lr, grad_wrt="adv")
     return z
 
@@ -356,17 +400,26 @@ def refine_failing(
     settings: Optional[BankSettings] = None,
     *,
     rounds: int = 3,
+    ensemble: Sequence[nn.Module] = (),
+    cloud: Optional[CloudTransforms] = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> NAEBank:
     """``bank`` with its patterns that fail some fresh shares (pass rate < 1) trained further: up to
     ``rounds`` more runs of ``settings.steps`` EOT steps each, from where they are, each with fresh
     shares (another seed). A pattern is replaced only when its pass rate, measured on fresh shares
-    again, rises. Returns a new bank; its meta records the rounds and the new pass rates."""
+    again, rises. A portable bank is refined over the ``ensemble`` and ``cloud`` it was trained with
+    (give them again), and its members' pass rates are measured again. Returns a new bank; its meta
+    records the rounds and the new pass rates."""
+    from .models.classifiers import fingerprint
+
+    fps = [fingerprint(m) for m in ensemble]
+    if fps != list(bank.meta.get("ensemble", fps)):
+        raise ValueError("refine a portable bank over the ensemble it was trained with (the same members, in order)")
     s = settings or BankSettings(**{k: v for k, v in bank.meta["settings"].items()})
     classifier = classifier.eval()
     dev = next(iter(list(classifier.parameters()) + list(classifier.buffers())), torch.zeros(0)).device
     K, E = bank.num_labels, bank.entries
-    q = bank.q.reshape(K * E, *bank.shape).clone()
+    q = bank.q.reshape(K * E, *bank.q.shape[2:]).clone()
     labels = torch.arange(K).repeat_interleave(E)
     rates = torch.tensor(bank.meta["pass_rate"], dtype=torch.float32)
     levels = levels_of(bank.base)
@@ -378,15 +431,18 @@ def refine_failing(
         z0 = ((q[rows].float() + 0.5) / levels).clamp(1e-3, 1 - 1e-3).to(dev)
         w = torch.atanh(2 * z0 - 1).contiguous()
         gen = torch.Generator(device="cpu").manual_seed(s.seed + 1000 + r)
-        z = _eot(classifier, w, labels[rows].to(dev), bank.base, s, s.steps, gen, progress=False)
+        z = _eot(classifier, w, labels[rows].to(dev), bank.base, s, s.steps, gen, progress=False, ensemble=ensemble,
+                 cloud=cloud)  # fmt: skip
         cand = quantise(z, levels).cpu()
-        new = pass_rates(classifier, cand, labels[rows], bank.base, s.validate_shares, s.ct_margin, s.batch,
-                         seed=s.seed + 2000 + r)  # fmt: skip
+        new = pass_rates(classifier, upsample(cand, bank.scale), labels[rows], bank.base, s.validate_shares,
+                         s.ct_margin, s.batch, seed=s.seed + 2000 + r)  # fmt: skip
         better = new > rates[rows]
         q[rows[better]], rates[rows[better]] = cand[better], new[better]
         refined.append({"round": r + 1, "patterns": rows.tolist(), "pass_rate": [round(float(v), 4) for v in new]})
         log(f"refine round {r + 1}: {rows.numel()} pattern(s), pass rates {[round(float(v), 3) for v in new]}")
     meta = dict(bank.meta, pass_rate=[round(float(v), 4) for v in rates], refined=refined)
+    if ensemble:
+        meta["member_pass_rate"] = _member_rates(ensemble, upsample(q, bank.scale), labels, bank.base, s)
     return NAEBank(q.reshape(bank.q.shape), bank.base, bank.classifier, meta)
 
 
@@ -402,14 +458,15 @@ def adjacent_correlations(z: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, 1)
 
 
-def correlation_penalty_grad(z: torch.Tensor, weight: float) -> torch.Tensor:
+def correlation_penalty_grad(z: torch.Tensor, weight: float, scale: int = 1) -> torch.Tensor:
     """d/dz of weight * n * (sum of squared adjacent-pixel correlations), n = C*H*W (so that the pull per
     subpixel does not shrink with the image). Smooth gradients would make smooth patterns, and a
-    pattern's correlation is its ciphertexts' (their share is i.i.d. uniform)."""
+    pattern's correlation is its ciphertexts' (their share is i.i.d. uniform). At ``scale`` > 1 the
+    correlations are the upsampled pattern's, the ones its ciphertexts show."""
     zz = z.detach().requires_grad_(True)
     n = z[0].numel()
     with torch.enable_grad():
-        (g,) = torch.autograd.grad(weight * n * adjacent_correlations(zz).pow(2).sum(), zz)
+        (g,) = torch.autograd.grad(weight * n * adjacent_correlations(upsample(zz, scale)).pow(2).sum(), zz)
     return g
 
 

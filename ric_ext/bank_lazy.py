@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import ops
-from .bank import BankSettings, NAEBank, _device_of, _eot, pass_rates
+from .bank import BankSettings, NAEBank, _device_of, _eot, pass_rates, pattern_shape, upsample
 from .nae_digits import quantise
 
 #: Classifiers with more classes than this get a lazy bank on first use; the others train every label at once.
@@ -30,14 +30,16 @@ def _label_seed(seed: int, label: int) -> int:
 
 def empty(classifier_fp: str, base: int, shape: Sequence[int], num_classes: int, settings: BankSettings) -> NAEBank:
     """A lazy bank with no label trained yet."""
-    q = torch.zeros(0, settings.entries, *shape, dtype=torch.uint8)
+    q = torch.zeros(0, settings.entries, *pattern_shape(shape, settings.scale), dtype=torch.uint8)
     meta = {"lazy": True, "labels": [], "num_classes": int(num_classes), "settings": settings.__dict__.copy(),
             "shape": list(shape), "pass_rate": [], "label_seconds": {}}  # fmt: skip
+    if settings.scale > 1:
+        meta["scale"] = settings.scale
     return NAEBank(q, base, classifier_fp, meta)
 
 
 def train_label(classifier: nn.Module, bank: NAEBank, label: int, settings: BankSettings) -> tuple:
-    """(q (entries, C, H, W) uint8, pass rates (entries,)) of ``label``: EOT as :func:`ric_ext.bank.train_bank`,
+    """(q (entries, C, h, w) uint8, pass rates (entries,)) of ``label``: EOT as :func:`ric_ext.bank.train_bank`,
     from the label's own public seed."""
     from .keys import hkdf_sha256
 
@@ -46,13 +48,13 @@ def train_label(classifier: nn.Module, bank: NAEBank, label: int, settings: Bank
     seed_key = hkdf_sha256(s.seed.to_bytes(8, "big"), b"ric-ext nae bank start")
     nonces = torch.zeros(len(rows), 12, dtype=torch.uint8)
     nonces[:, :8] = torch.tensor([list(r.to_bytes(8, "big")) for r in rows], dtype=torch.uint8)
-    w = ops.keyed_uniform(seed_key, nonces.to(dev), shape, tanh_space=True).contiguous()
+    w = ops.keyed_uniform(seed_key, nonces.to(dev), pattern_shape(shape, s.scale), tanh_space=True).contiguous()
     labels = torch.full((len(rows),), label, dtype=torch.int64, device=dev)
     gen = torch.Generator(device="cpu").manual_seed(_label_seed(s.seed, label))
     z = _eot(classifier, w, labels, bank.base, s, s.steps, gen, progress=False)
     q = quantise(z, 256 // bank.base).cpu()
-    rates = pass_rates(classifier, q, labels.cpu(), bank.base, s.validate_shares, s.ct_margin, s.batch,
-                       seed=_label_seed(s.seed + 1, label))  # fmt: skip
+    rates = pass_rates(classifier, upsample(q, s.scale), labels.cpu(), bank.base, s.validate_shares, s.ct_margin,
+                       s.batch, seed=_label_seed(s.seed + 1, label))  # fmt: skip
     return q, rates
 
 

@@ -1,9 +1,9 @@
 """What a lazy NAE bank costs for a large classifier (issue 36, item 3): the first-use time of one
 label's entries and its size on disk, for a 1,000-class ResNet-18 at 224x224 (torchvision's
 architecture, written out here as torchvision is not a dependency; random weights: the cost is the
-same) at the default bank settings.
+same) at the default bank settings, or with its patterns at reduced resolution.
 
-    python python/benchmarks/bench_lazy_bank.py --labels 2
+    python python/benchmarks/bench_lazy_bank.py --labels 2 [--scale 4]
 """
 
 from __future__ import annotations
@@ -48,11 +48,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--labels", type=int, default=2, help="labels to train (each timed)")
     p.add_argument("--size", type=int, default=224)
+    p.add_argument("--scale", type=int, default=1, help="patterns at 1/scale of the image's sides (BankSettings)")
     args = p.parse_args()
     torch.manual_seed(0)
     net = resnet18().eval()
     shape = (3, args.size, args.size)
-    settings = BankSettings()
+    settings = BankSettings(scale=args.scale)
     bank = bank_lazy.empty("00" * 32, 64, shape, 1000, settings)
     times = []
     for lab in range(args.labels):

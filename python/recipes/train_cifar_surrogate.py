@@ -5,7 +5,9 @@ CIFAR-10 test file. Several families, so that an ensemble can mix them and a fam
 
 - ``vgg``: 3x3 convolutions with batch norm, 32-64-128 channels, max pooling;
 - ``mobile``: a MobileNet-like stack of depthwise-separable convolutions;
-- ``mixer``: a small MLP-Mixer on 4x4 patches (no convolution after the patch embedding).
+- ``mixer``: a small MLP-Mixer on 4x4 patches (no convolution after the patch embedding);
+- ``resnet``: a ResNet-8 (one basic block per stage, 32-64-128 channels), another depth of the
+  published ResNets' family.
 
     python python/recipes/train_cifar_surrogate.py --data ../shared/data --arch vgg --epochs 15 \
         --out surrogates/vgg.pt2
@@ -80,7 +82,25 @@ class Mixer(nn.Module):
         return self.head(self.norm(self.blocks(x)).mean(1))
 
 
-ARCHS = {"vgg": vgg, "mobile": mobile, "mixer": Mixer}
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv_bn(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        )
+        short = cin != cout or stride != 1
+        self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if short else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + (x if self.short is None else self.short(x)))
+
+
+def resnet() -> nn.Module:
+    blocks = [_Block(32, 32, 1), _Block(32, 64, 2), _Block(64, 128, 2)]
+    return nn.Sequential(_conv_bn(3, 32), *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
+
+
+ARCHS = {"vgg": vgg, "mobile": mobile, "mixer": Mixer, "resnet": resnet}
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

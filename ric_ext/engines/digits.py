@@ -184,6 +184,7 @@ class DigitsEngine(Engine):
             )
         cloud = CloudTransforms()
         b = bank_mod.train_bank(clf, shape, base, ensemble=self.ensemble, cloud=cloud, progress=self.progress)
+        b = bank_mod.refine_failing(b, clf, ensemble=self.ensemble, cloud=cloud)  # as for a plain bank: speed
         path = os.path.join(bank_mod.cache_dir(), bank_mod.file_name(fp, base, shape, members))
         try:
             b.save(path)
