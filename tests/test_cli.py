@@ -105,6 +105,23 @@ def test_evaluate_writes_report(workspace):
 
 
 @needs_shared
+def test_evaluate_takes_the_bank_it_is_given(tmp_path):
+    """--bank and --portable reach the cipher evaluate measures (they were once parsed and ignored): a bank
+    made for another classifier is refused, and --portable takes the shipped portable bank."""
+    from ric_ext.bank import BankSettings, train_bank
+    from ric_ext.models import load_classifier
+
+    other = train_bank(load_classifier("svhn"), (3, 32, 32), 64, BankSettings(entries=1, steps=1), progress=False)
+    other.save(tmp_path / "svhn_bank.npz")
+    data = os.path.join(MODELS, "..", "data")
+    common = ["evaluate", "--dataset", "cifar10", "--classifier", "cifar10-resnet20", "--n", "2", "--data", data]
+    p = _run(*common, "--bank", tmp_path / "svhn_bank.npz", "--out", tmp_path / "r1", ok=False)
+    assert p.returncode != 0 and "the NAE bank is for classifier" in p.stderr
+    out = _run(*common, "--portable", "--out", tmp_path / "r2").stdout  # the shipped portable bank
+    assert "recovery PSNR" in out
+
+
+@needs_shared
 def test_train_cli(workspace, tmp_path):
     out = tmp_path / "run"
     _run(

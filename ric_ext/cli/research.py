@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_cipher_args, carried_name, classifier_of, load_model, nae_of, scheme_of
+from .common import add_cipher_args, bank_of, carried_name, classifier_of, load_model, nae_of, scheme_of
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    scheme = {"scheme": scheme_of(args), "pad_a": args.pad_a, "base": args.base}
+    scheme = {"scheme": scheme_of(args), "pad_a": args.pad_a, "base": args.base, "bank": bank_of(args)}
     model = None if scheme["scheme"] != "paper" else load_model(args.model, args.device)
     clf = classifier_of(args, model)
     nae = nae_of(args, model, clf, scheme["scheme"])
