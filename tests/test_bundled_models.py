@@ -53,6 +53,7 @@ def test_the_installed_package_ships_only_the_current_models():
         "20cd9b35655b9d6f_b64_3x64x64.npz",  # lfw
         "5488361499244a0c_b64_3x32x32.npz",  # svhn
         "58ee62ccdc319350_b64_3x160x160.npz",  # lfw160
+        "e5b5f30982015874_paa0cc4d2_b64_3x32x32.npz",  # cifar10-resnet20's portable bank (issue 36)
     ]
     assert files == [
         "PROVENANCE.md",

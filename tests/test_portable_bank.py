@@ -66,6 +66,8 @@ def test_a_portable_bank_carries_over_to_a_held_out_classifier(three_classifiers
     x, _ = _task(90, torch.Generator().manual_seed(5))
     ct = Cipher(cnn, Key.generate(), bank=bank).encrypt(x)
     assert torch.equal(Cipher(cnn, Key.generate()).predict(ct.pixels), ct.labels)  # the crafting classifier: all
+    assert ct.header["bank_ensemble"] == bank.meta["ensemble"]  # the header names what the patterns carry to
+    assert "bank_ensemble" not in Cipher(cnn, Key.generate(), bank=None).encrypt(x[:2]).header
     with torch.no_grad():
         transfer = (held_out(ct.as_float()).argmax(1) == ct.labels).float().mean().item()
     # chance is 1/3; 0.6 leaves room for a share that fights the pattern, and fails a bank that does not carry over

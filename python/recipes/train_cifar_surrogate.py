@@ -7,7 +7,8 @@ CIFAR-10 test file. Several families, so that an ensemble can mix them and a fam
 - ``mobile``: a MobileNet-like stack of depthwise-separable convolutions;
 - ``mixer``: a small MLP-Mixer on 4x4 patches (no convolution after the patch embedding);
 - ``resnet``: a ResNet-8 (one basic block per stage, 32-64-128 channels), another depth of the
-  published ResNets' family.
+  published ResNets' family;
+- ``vit``: a small vision transformer on 4x4 patches (4 pre-norm blocks, width 128, 4 heads).
 
     python python/recipes/train_cifar_surrogate.py --data ../shared/data --arch vgg --epochs 15 \
         --out surrogates/vgg.pt2
@@ -100,7 +101,22 @@ def resnet() -> nn.Module:
     return nn.Sequential(_conv_bn(3, 32), *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
 
 
-ARCHS = {"vgg": vgg, "mobile": mobile, "mixer": Mixer, "resnet": resnet}
+class ViT(nn.Module):
+    def __init__(self, patch: int = 4, dim: int = 128, depth: int = 4, heads: int = 4):
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, patch, patch)
+        self.pos = nn.Parameter(torch.zeros(1, (32 // patch) ** 2, dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, dim * 2, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)  # fmt: skip
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x).flatten(2).transpose(1, 2) + self.pos
+        return self.head(self.norm(self.blocks(x)).mean(1))
+
+
+ARCHS = {"vgg": vgg, "mobile": mobile, "mixer": Mixer, "resnet": resnet, "vit": ViT}
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -245,7 +245,11 @@ class DigitsEngine(Engine):
         if not bool(passed.all()):
             self._warn_failed(pix[~passed], labels[~passed], (~passed).nonzero().flatten().tolist())
         digests = DigitScheme.digests(key, nonces, recovered, lossless, pix)
-        return Ciphertext(pix, nonces.cpu(), labels, self.header(key), steps, digests, torch.from_numpy(lossless))
+        header = self.header(key)
+        bank = self._banks.get(tuple(x8.shape[1:]))
+        if bank is not None and bank.meta.get("ensemble"):  # a portable bank: what its patterns were trained over
+            header["bank_ensemble"] = list(bank.meta["ensemble"])
+        return Ciphertext(pix, nonces.cpu(), labels, header, steps, digests, torch.from_numpy(lossless))
 
     def _warn_failed(self, pixels: torch.Tensor, labels: torch.Tensor, rows: list) -> None:
         """Say which classifier still mislabels which images after every retry (rare: each got fresh nonces)."""
