@@ -313,10 +313,11 @@ def train_bank(
     log(f"bank trained in {time.perf_counter() - t0:.0f} s; pass rate min {rates.min():.3f}, mean {rates.mean():.3f}")
     portable = {}
     if ensemble or cloud is not None:
+        fps = [fingerprint(m) for m in ensemble]
         portable = {
-            "ensemble": [fingerprint(m) for m in ensemble],
+            "ensemble": fps,
             "cloud": cloud.__dict__.copy() if cloud else None,
-            "member_pass_rate": _member_rates(ensemble, q, labels.cpu(), base, s),
+            "member_pass_rate": _member_rates(fps, ensemble, q, labels.cpu(), base, s),
         }
     meta = {
         **portable,
@@ -331,15 +332,13 @@ def train_bank(
     return NAEBank(q_low.reshape(K, s.entries, *low), base, fingerprint(classifier), meta)
 
 
-def _member_rates(ensemble: Sequence[nn.Module], q: torch.Tensor, labels: torch.Tensor, base: int,
-                  s: BankSettings) -> dict:  # fmt: skip
+def _member_rates(fps: Sequence[str], ensemble: Sequence[nn.Module], q: torch.Tensor, labels: torch.Tensor,
+                  base: int, s: BankSettings) -> dict:  # fmt: skip
     """Each ensemble member's pass rate per pattern (fingerprint -> list), as the crafting classifier's."""
-    from .models.classifiers import fingerprint
-
     return {
-        fingerprint(m): [round(float(r), 4) for r in pass_rates(m, q, labels, base, s.validate_shares, s.ct_margin,
-                                                                s.batch, seed=s.seed + 1)]
-        for m in ensemble
+        fp: [round(float(r), 4) for r in pass_rates(m, q, labels, base, s.validate_shares, s.ct_margin, s.batch,
+                                                    seed=s.seed + 1)]
+        for fp, m in zip(fps, ensemble)
     }  # fmt: skip
 
 
@@ -442,7 +441,7 @@ def refine_failing(
         log(f"refine round {r + 1}: {rows.numel()} pattern(s), pass rates {[round(float(v), 3) for v in new]}")
     meta = dict(bank.meta, pass_rate=[round(float(v), 4) for v in rates], refined=refined)
     if ensemble:
-        meta["member_pass_rate"] = _member_rates(ensemble, upsample(q, bank.scale), labels, bank.base, s)
+        meta["member_pass_rate"] = _member_rates(fps, ensemble, upsample(q, bank.scale), labels, bank.base, s)
     return NAEBank(q.reshape(bank.q.shape), bank.base, bank.classifier, meta)
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from test_bank import _tiny_classifier  # the same tiny classifier as the plain banks' tests
 
 from ric_ext import bank_lazy
 from ric_ext.bank import BankSettings, NAEBank, pass_rates, train_bank, upsample
@@ -15,15 +15,6 @@ from ric_ext.keys import Key
 
 SHAPE = (3, 16, 16)
 SCALED = BankSettings(entries=2, steps=30, shares=2, validate_shares=16, scale=4)
-
-
-def _tiny_classifier() -> nn.Module:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-                        nn.Linear(128, 3))  # fmt: skip
-    with torch.no_grad():  # logits on a trained classifier's scale, so that a margin of 1 means something
-        net[-1].weight.mul_(30)
-    return net.eval()
 
 
 @pytest.fixture(scope="module")
